@@ -1,0 +1,135 @@
+"""Cutting a camera stream into fixed-length clips of sampled frames, on message stamps."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One sampled camera frame."""
+
+    stamp: float  # seconds (ROS time of the image header; sim time under use_sim_time)
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A clip of `frames` covering [start, end) of stream time."""
+
+    clip_id: str
+    start: float
+    end: float
+    frames: tuple[Frame, ...]
+    sample_fps: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class CutterStats:
+    """Counters the camera node reports on /diagnostics."""
+
+    frames_seen: int = 0
+    frames_sampled: int = 0
+    out_of_order: int = 0
+    stream_resets: int = 0
+    clips: int = 0
+
+
+@dataclass
+class ClipCutter:
+    """Samples frames to `sample_fps` and cuts clips of `clip_seconds` aligned to the first stamp.
+
+    Stamps must increase. A stamp slightly in the past is dropped (counted as out of order); a jump back
+    of more than `reset_after_seconds` (a bag replay looping, a simulator reset) starts a new stream.
+    """
+
+    clip_seconds: float = 10.0
+    sample_fps: float = 1.0
+    stream_id: str = "camera"
+    reset_after_seconds: float = 10.0
+    stats: CutterStats = field(default_factory=CutterStats)
+    _origin: float | None = field(default=None, init=False)
+    _clip_index: int = field(default=0, init=False)
+    _last_emitted: tuple[int, int] = field(default=(-1, 0), init=False)  # (clip index, times emitted)
+    _frames: list[Frame] = field(default_factory=list, init=False)
+    _last_stamp: float = field(default=-math.inf, init=False)
+    _next_sample: float = field(default=-math.inf, init=False)
+
+    def __post_init__(self) -> None:
+        if self.clip_seconds <= 0 or self.sample_fps <= 0:
+            raise ValueError("clip_seconds and sample_fps must be positive")
+
+    def wants(self, stamp: float) -> bool:
+        """True when a frame at `stamp` would be sampled: callers decode the image only then.
+
+        Also updates the out-of-order counter, so call it once per incoming frame.
+        """
+        self.stats.frames_seen += 1
+        if stamp < self._last_stamp:
+            if self._last_stamp - stamp > self.reset_after_seconds:
+                return True  # a stream reset; `add` handles it
+            self.stats.out_of_order += 1
+            return False
+        return stamp >= self._next_sample
+
+    def add(self, stamp: float, image: np.ndarray) -> list[Clip]:
+        """Add a sampled frame; returns the clips it completed (usually none, one at a boundary)."""
+        done: list[Clip] = []
+        if stamp < self._last_stamp:
+            if self._last_stamp - stamp <= self.reset_after_seconds:
+                self.stats.out_of_order += 1
+                return done
+            done.extend(self.flush())
+            self.stats.stream_resets += 1
+            self._origin = None
+        if self._origin is None:
+            self._origin = stamp
+            self._next_sample = stamp
+            self._last_emitted = (-1, 0)
+        index = math.floor((stamp - self._origin) / self.clip_seconds)
+        if self._frames and index != self._clip_index:
+            done.extend(self.flush())
+        if not self._frames:
+            self._clip_index = index
+        self._frames.append(Frame(stamp, image))
+        self.stats.frames_sampled += 1
+        self._last_stamp = stamp
+        # next sample on the grid origin + n / fps, so sampling stays aligned with clip boundaries
+        period = 1.0 / self.sample_fps
+        steps = math.floor((stamp - self._origin) / period + 1e-9) + 1
+        self._next_sample = self._origin + steps * period
+        return done
+
+    def flush(self) -> list[Clip]:
+        """Emit the clip in progress, if it has frames (end of stream, or the stream went quiet)."""
+        if not self._frames or self._origin is None:
+            return []
+        start = self._origin + self._clip_index * self.clip_seconds
+        clip_id = f"{self.stream_id}-{round(start * 1e9)}"
+        # a period flushed early (the stream went quiet) and then resumed gets a second, suffixed clip
+        last_index, times = self._last_emitted
+        times = times + 1 if last_index == self._clip_index else 1
+        self._last_emitted = (self._clip_index, times)
+        if times > 1:
+            clip_id += f"-{times}"
+        clip = Clip(
+            clip_id=clip_id,
+            start=start,
+            end=start + self.clip_seconds,
+            frames=tuple(self._frames),
+            sample_fps=self.sample_fps,
+        )
+        self._frames = []
+        self.stats.clips += 1
+        return [clip]
+
+    @property
+    def pending_frames(self) -> int:
+        return len(self._frames)

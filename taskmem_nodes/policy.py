@@ -1,0 +1,184 @@
+"""The memorization policy's I/O, as the TaskMem method defines it.
+
+Input: the newest 10-s clip inside a 50-s window of video, plus the policy's own memories for up to 4
+preceding clips. Output: `<think>...</think>` then a JSON object `{"description": "..."}`.
+One implementation, shared by the memorizer node, the benchmark and training.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from taskmem_nodes.clips import Clip
+
+WINDOW_CLIPS = 5
+"""Clips in the policy's window: the current one and 4 before it (50 s of 10-s clips)."""
+PRECEDING_MEMORIES = 4
+"""Own memories shown to the policy: those of up to 4 preceding clips."""
+MAX_DESCRIPTION_CHARS = 2000
+"""Longest description stored (the token budget keeps real outputs far below this)."""
+MAX_RAW_OUTPUT_CHARS = 20000
+"""Longest raw output kept for audit; the rest is cut off."""
+
+SYSTEM_PROMPT = (
+    "You are the memory of a robot. You watch its camera and write short, factual memory entries "
+    "that will later be the only record of what happened."
+)
+
+_ENTITY_TAG = re.compile(r"<((?:face|person|body|object)_[A-Za-z0-9]+)>")
+
+
+@dataclass(frozen=True)
+class PrecedingMemory:
+    """A memory the policy wrote earlier, shown to it as context."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class PolicyRequest:
+    """Everything a backend needs for one memorization step."""
+
+    messages: list[dict]  # chat messages; the user turn's content is [{"type": "video"}, {"type": "text", ...}]
+    video: np.ndarray  # (T, H, W, 3) uint8 RGB frames of the window, oldest first
+    frame_times: tuple[float, ...]  # seconds since window start, one per frame, increasing
+
+
+@dataclass(frozen=True)
+class ParsedMemory:
+    """A well-formed policy output."""
+
+    description: str
+    thinking: str
+    entity_ids: tuple[str, ...]
+
+
+class MemoryParseError(ValueError):
+    """The model output is not `<think>...</think>{"description": ...}`; the message is the reason."""
+
+
+def _clock(seconds: float) -> str:
+    return f"{seconds:.0f}s"
+
+
+def select_window(clips: Sequence[Clip], current: Clip, window_clips: int = WINDOW_CLIPS) -> list[Clip]:
+    """The clips of the window ending with `current`: up to `window_clips` clips within its time span."""
+    horizon = current.end - window_clips * current.duration - 1e-6
+    earlier = [c for c in clips if c.end <= current.start + 1e-6 and c.start >= horizon and c.clip_id != current.clip_id]
+    earlier.sort(key=lambda c: c.start)
+    return [*earlier[-(window_clips - 1):], current] if window_clips > 1 else [current]
+
+
+def build_prompt_text(window_start: float, current: Clip, preceding: Sequence[PrecedingMemory]) -> str:
+    """The user instruction: where the newest clip is in the video, and what was already written."""
+    rel_start, rel_end = current.start - window_start, current.end - window_start
+    lines = [
+        f"The video shows the robot's camera for the last {rel_end:.0f} seconds. "
+        f"The newest clip is from {_clock(rel_start)} to {_clock(rel_end)}.",
+    ]
+    if preceding:
+        lines.append("Memories you already wrote for the earlier clips:")
+        lines += [f"[{_clock(m.start - window_start)}-{_clock(m.end - window_start)}] {m.text}" for m in preceding]
+    else:
+        lines.append("You have written no memories for the earlier clips.")
+    lines.append(
+        "Write the memory for the newest clip in 1-2 sentences: only what is new, never repeating the "
+        "memories above. Refer to people by their ids like <face_1>. Be specific about objects, places, "
+        "counts and actions. Think briefly inside <think></think>, then reply with a JSON object "
+        '{"description": "..."} and nothing else.'
+    )
+    return "\n".join(lines)
+
+
+def build_request(window: Sequence[Clip], preceding: Sequence[PrecedingMemory]) -> PolicyRequest:
+    """Build the policy input for the last clip of `window` (oldest first)."""
+    if not window:
+        raise ValueError("the window needs at least the current clip")
+    current = window[-1]
+    window_start = window[0].start
+    frames = [f for clip in window for f in clip.frames]
+    if not frames:
+        raise ValueError(f"clip {current.clip_id} has no frames")
+    shape = frames[-1].image.shape
+    # frames of a window share one size; a camera that changed resolution mid-window is resized to the newest
+    images = [f.image if f.image.shape == shape else _resize_like(f.image, shape) for f in frames]
+    times = tuple(max(0.0, f.stamp - window_start) for f in frames)
+    recent = [m for m in preceding if m.end <= current.start + 1e-6 and m.start >= window_start - 1e-6]
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "video"},
+                {"type": "text", "text": build_prompt_text(window_start, current, recent[-PRECEDING_MEMORIES:])},
+            ],
+        },
+    ]
+    return PolicyRequest(messages=messages, video=np.stack(images), frame_times=times)
+
+
+def _resize_like(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def sanitize_text(text: str, max_chars: int) -> str:
+    """Drop control and unpaired-surrogate characters, fold whitespace, cut to `max_chars`."""
+    cleaned = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") else ch
+        for ch in text
+    )
+    return " ".join(cleaned.split())[:max_chars]
+
+
+def parse_output(raw: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> ParsedMemory:
+    """Parse `<think>...</think>{"description": "..."}`; raise MemoryParseError with the reason otherwise.
+
+    The opening `<think>` may be missing (thinking models often get it from the prompt). The JSON may sit in
+    a ```json fence. It must be an object with exactly one key, "description", holding non-empty text.
+    """
+    if not isinstance(raw, str):
+        raise MemoryParseError("output is not text")
+    closes = raw.count("</think>")
+    if closes == 0:
+        raise MemoryParseError("no </think>: thinking never ended")
+    if closes > 1:
+        raise MemoryParseError(f"{closes} </think> tags, expected exactly one")
+    head, tail = raw.split("</think>")
+    if head.count("<think>") > 1 or "<think>" in tail:
+        raise MemoryParseError("misplaced <think> tag")
+    thinking = head.replace("<think>", "").strip()
+
+    body = tail.strip()
+    fence = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", body, flags=re.DOTALL)
+    if fence:
+        body = fence.group(1)
+    if not body.startswith("{"):
+        raise MemoryParseError("no JSON object after </think>")
+    try:
+        obj, end = json.JSONDecoder().raw_decode(body)
+    except json.JSONDecodeError as err:
+        raise MemoryParseError(f"invalid JSON: {err.msg} at char {err.pos}") from None
+    if body[end:].strip():
+        raise MemoryParseError("text after the JSON object")
+    if not isinstance(obj, dict) or set(obj) != {"description"}:
+        keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise MemoryParseError(f'expected {{"description": ...}} only, got {keys}')
+    description = obj["description"]
+    if not isinstance(description, str):
+        raise MemoryParseError("description is not a string")
+    if len(description) > max_chars:
+        raise MemoryParseError(f"description has {len(description)} characters, more than {max_chars}")
+    description = sanitize_text(description, max_chars)
+    if not description:
+        raise MemoryParseError("empty description")
+    entities = tuple(dict.fromkeys(_ENTITY_TAG.findall(description)))
+    return ParsedMemory(description=description, thinking=thinking, entity_ids=entities)

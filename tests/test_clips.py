@@ -1,0 +1,65 @@
+"""Clip cutting on stamps: sampling, boundaries, gaps, out-of-order stamps, resets, flushing."""
+
+import numpy as np
+import pytest
+
+from taskmem_nodes.clips import ClipCutter
+
+IMAGE = np.zeros((4, 4, 3), np.uint8)
+
+
+def feed(cutter, stamps):
+    clips = []
+    for stamp in stamps:
+        if cutter.wants(stamp):
+            clips += cutter.add(stamp, IMAGE)
+    return clips
+
+
+def test_samples_to_fps_and_cuts_ten_second_clips():
+    cutter = ClipCutter(clip_seconds=10.0, sample_fps=1.0, stream_id="cam")
+    stamps = [100.0 + i / 30 for i in range(30 * 25)]  # 25 s of 30 Hz video
+    clips = feed(cutter, stamps)
+    assert [c.start for c in clips] == [100.0, 110.0]
+    assert all(len(c.frames) == 10 for c in clips)
+    assert clips[0].clip_id == "cam-100000000000"
+    assert all(c.end - c.start == 10.0 for c in clips)
+    frame_stamps = [f.stamp for f in clips[0].frames]
+    assert frame_stamps == sorted(frame_stamps)
+    assert all(abs(b - a - 1.0) < 0.05 for a, b in zip(frame_stamps, frame_stamps[1:]))
+    tail = cutter.flush()
+    assert len(tail) == 1 and tail[0].start == 120.0 and len(tail[0].frames) == 5
+    assert cutter.flush() == []
+
+
+def test_out_of_order_stamps_are_dropped_and_counted():
+    cutter = ClipCutter(clip_seconds=10.0, sample_fps=2.0)
+    feed(cutter, [0.0, 0.5, 1.0, 0.7, 1.5])
+    assert cutter.stats.out_of_order == 1
+    assert [f.stamp for f in cutter.flush()[0].frames] == [0.0, 0.5, 1.0, 1.5]
+
+
+def test_gap_skips_empty_clips_and_large_jump_back_resets_stream():
+    cutter = ClipCutter(clip_seconds=10.0, sample_fps=1.0)
+    clips = feed(cutter, [0.0, 1.0, 35.0, 36.0])  # nothing between 2 s and 35 s
+    assert [c.start for c in clips] == [0.0]
+    clips = feed(cutter, [3.0])  # 33 s back: a bag looped
+    assert [c.start for c in clips] == [30.0]
+    assert cutter.stats.stream_resets == 1
+    assert cutter.flush()[0].start == 3.0
+
+
+def test_quiet_flush_then_same_period_gets_a_distinct_clip_id():
+    cutter = ClipCutter(clip_seconds=10.0, sample_fps=1.0, stream_id="s")
+    feed(cutter, [0.0, 1.0])
+    first = cutter.flush()[0]
+    feed(cutter, [5.0])
+    second = cutter.flush()[0]
+    assert first.start == second.start == 0.0
+    assert first.clip_id != second.clip_id
+
+
+@pytest.mark.parametrize("clip_seconds,fps", [(0, 1), (10, 0), (-1, 1)])
+def test_rejects_nonsense_configuration(clip_seconds, fps):
+    with pytest.raises(ValueError):
+        ClipCutter(clip_seconds=clip_seconds, sample_fps=fps)

@@ -1,0 +1,90 @@
+"""The policy's prompt (50-s window + own memories) and the robust output parser."""
+
+import json
+
+import numpy as np
+import pytest
+
+from taskmem_nodes.clips import Clip, Frame
+from taskmem_nodes.policy import (
+    MemoryParseError,
+    PrecedingMemory,
+    build_request,
+    parse_output,
+    select_window,
+)
+
+
+def make_clip(start, frames=10, size=(24, 32)):
+    images = [Frame(start + i, np.full((*size, 3), i, np.uint8)) for i in range(frames)]
+    return Clip(f"c-{start:.0f}", start, start + 10.0, tuple(images), 1.0)
+
+
+def test_window_is_current_clip_and_four_before_it():
+    clips = [make_clip(100 + 10 * i) for i in range(7)]
+    window = select_window(clips, clips[6])
+    assert [c.start for c in window] == [120, 130, 140, 150, 160]
+    assert select_window(clips, clips[1]) == clips[:2]
+    # a gap: clips older than 50 s before the current end are not in the window
+    assert select_window([clips[0], clips[6]], clips[6]) == [clips[6]]
+
+
+def test_request_holds_window_frames_and_preceding_memories():
+    clips = [make_clip(100 + 10 * i) for i in range(6)]
+    window = select_window(clips, clips[5])
+    memories = [PrecedingMemory(100 + 10 * i, 110 + 10 * i, f"memory {i}") for i in range(5)]
+    request = build_request(window, memories)
+    assert request.video.shape == (50, 24, 32, 3)
+    assert request.frame_times[0] == 0.0 and request.frame_times[-1] == 49.0
+    user = request.messages[-1]
+    assert user["role"] == "user" and user["content"][0] == {"type": "video"}
+    text = user["content"][1]["text"]
+    assert "The newest clip is from 40s to 50s" in text
+    # memories of clips 1..4 are in the window; memory 0 (100-110 s) is older than the window
+    assert "memory 0" not in text
+    assert all(f"[{10 * (i - 1)}s-{10 * i}s] memory {i}" in text for i in range(1, 5))
+    assert '{"description": "..."}' in text
+
+
+def test_frames_of_another_size_are_resized_to_the_newest():
+    window = [make_clip(0, size=(48, 64)), make_clip(10)]
+    assert build_request(window, []).video.shape == (20, 24, 32, 3)
+
+
+@pytest.mark.parametrize("raw,description", [
+    ('<think>a person enters</think>\n\n{"description": "<face_1> enters the hall."}', "<face_1> enters the hall."),
+    ('people walk</think>{"description": "Two people walk left."}', "Two people walk left."),
+    ('<think></think>\n```json\n{"description": "A red mug on the table."}\n```', "A red mug on the table."),
+    ('<think>x</think>{"description": "tab\\tand\\nnewline"}', "tab and newline"),
+])
+def test_parses_well_formed_outputs(raw, description):
+    assert parse_output(raw).description == description
+
+
+def test_entity_ids_are_extracted_once_each():
+    parsed = parse_output('<think></think>{"description": "<face_2> hands a cup to <face_10>; <face_2> leaves."}')
+    assert parsed.entity_ids == ("face_2", "face_10")
+
+
+@pytest.mark.parametrize("raw,reason", [
+    ('{"description": "no thinking"}', "no </think>"),
+    ("<think>a</think><think>b</think>{}", "exactly one"),
+    ("<think>x</think>plain text", "no JSON object"),
+    ('<think>x</think>{"description": "unterminated', "invalid JSON"),
+    ('<think>x</think>{"description": "a"} and more', "text after"),
+    ('<think>x</think>{"description": "a", "extra": 1}', "only"),
+    ('<think>x</think>["description"]', "no JSON object"),
+    ('<think>x</think>{"description": 42}', "not a string"),
+    ('<think>x</think>{"description": "   "}', "empty"),
+    ('<think>x</think>{"description": "\\u0000\\u0007"}', "empty"),
+    ("<think>x</think>{" + '"description": "' + "a" * 5000 + '"}', "more than"),
+    ("<think>x</think>" + "{" * 100000, "invalid JSON"),
+])
+def test_rejects_malformed_and_hostile_outputs_with_a_reason(raw, reason):
+    with pytest.raises(MemoryParseError, match=reason):
+        parse_output(raw)
+
+
+def test_lone_surrogates_and_control_characters_are_removed():
+    raw = "<think></think>" + json.dumps({"description": "ok\ud800 text\x1b[31m red"})
+    assert parse_output(raw).description == "ok text [31m red"
