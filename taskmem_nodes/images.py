@@ -32,7 +32,9 @@ _RAW_ENCODINGS: dict[str, tuple[int, int, int | None]] = {
 SUPPORTED_ENCODINGS = tuple(sorted(_RAW_ENCODINGS))
 
 
-def raw_to_rgb(height: int, width: int, encoding: str, step: int, data: bytes, is_bigendian: bool = False) -> np.ndarray:
+def raw_to_rgb(
+    height: int, width: int, encoding: str, step: int, data: bytes, is_bigendian: bool = False
+) -> np.ndarray:
     """Decode the fields of a `sensor_msgs/Image` into an (H, W, 3) uint8 RGB array."""
     spec = _RAW_ENCODINGS.get(encoding.lower())
     if spec is None:

@@ -73,7 +73,9 @@ def _clock(seconds: float) -> str:
 def select_window(clips: Sequence[Clip], current: Clip, window_clips: int = WINDOW_CLIPS) -> list[Clip]:
     """The clips of the window ending with `current`: up to `window_clips` clips within its time span."""
     horizon = current.end - window_clips * current.duration - 1e-6
-    earlier = [c for c in clips if c.end <= current.start + 1e-6 and c.start >= horizon and c.clip_id != current.clip_id]
+    earlier = [
+        c for c in clips if c.end <= current.start + 1e-6 and c.start >= horizon and c.clip_id != current.clip_id
+    ]
     earlier.sort(key=lambda c: c.start)
     return [*earlier[-(window_clips - 1):], current] if window_clips > 1 else [current]
 

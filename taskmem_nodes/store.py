@@ -22,10 +22,12 @@ MAX_QUERY_CHARS = 4000
 MAX_QUERY_TERMS = 32
 MAX_ID_CHARS = 256
 
-_STOPWORDS = frozenset(
-    "a an and are as at be by did do does for from had has have he her his how i in is it its of on or she "
-    "that the their them then there they this to was were what when where which who whom why will with you".split()
-)
+_STOPWORDS = frozenset([
+    "a", "an", "and", "are", "as", "at", "be", "by", "did", "do", "does", "for", "from", "had", "has", "have",
+    "he", "her", "his", "how", "i", "in", "is", "it", "its", "of", "on", "or", "she", "that", "the", "their",
+    "them", "then", "there", "they", "this", "to", "was", "were", "what", "when", "where", "which", "who",
+    "whom", "why", "will", "with", "you",
+])
 
 
 class StoreError(ValueError):
@@ -253,7 +255,8 @@ class MemoryStore:
             yield TaskLogRecord(**data)
 
     def counts(self) -> dict[str, int]:
-        return {t: self.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("memories", "clips", "rejected", "tasks")}
+        tables = ("memories", "clips", "rejected", "tasks")
+        return {t: self.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
 
     def size_bytes(self) -> int:
         """Database file plus its write-ahead log."""

@@ -32,7 +32,11 @@ class SourceInfo:
     frames: int | None  # number of frames when known
 
 
-def open_source(path: str | Path, *, fps: float = 10.0, topic: str = "") -> tuple[SourceInfo, Iterator[tuple[float, np.ndarray]]]:
+FrameStream = Iterator[tuple[float, np.ndarray]]
+"""(offset seconds, (H, W, 3) uint8 RGB frame) pairs in stream order."""
+
+
+def open_source(path: str | Path, *, fps: float = 10.0, topic: str = "") -> tuple[SourceInfo, FrameStream]:
     """Open a source by what `path` is. `fps` paces image folders; `topic` picks the image topic of a bag."""
     path = Path(path).expanduser()
     if not path.exists():

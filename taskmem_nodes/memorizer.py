@@ -1,0 +1,96 @@
+"""The memorizer: for each clip, run the policy on its 50-s window and its own recent memories.
+
+ROS-free, so the node, the benchmark and training share it. A backend error or a malformed output becomes a
+`RejectedRecord` (kept for audit), never a memory.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+
+import numpy as np
+
+from taskmem_nodes.clips import Clip, Frame
+from taskmem_nodes.models.base import MemorizerBackend
+from taskmem_nodes.policy import (
+    MAX_RAW_OUTPUT_CHARS,
+    PRECEDING_MEMORIES,
+    WINDOW_CLIPS,
+    MemoryParseError,
+    PrecedingMemory,
+    build_request,
+    parse_output,
+    select_window,
+)
+from taskmem_nodes.records import MemoryRecord, RejectedRecord
+
+BACKENDS = ("transformers",)
+
+
+def load_backend(name: str, **config) -> MemorizerBackend:
+    """Create (not yet load) a backend by name; `config` are its config dataclass fields."""
+    if name == "transformers":
+        from taskmem_nodes.models.transformers_backend import TransformersBackend, TransformersBackendConfig
+
+        return TransformersBackend(TransformersBackendConfig(**config))
+    raise ValueError(f"unknown memorizer backend {name!r}; available: {', '.join(BACKENDS)}")
+
+
+class Memorizer:
+    """Writes one memory per clip from the clip's window and the policy's own preceding memories."""
+
+    def __init__(self, backend: MemorizerBackend, *, window_clips: int = WINDOW_CLIPS,
+                 preceding_memories: int = PRECEDING_MEMORIES, adapter_version: str = ""):
+        self.backend = backend
+        self.window_clips = window_clips
+        self.adapter_version = adapter_version
+        self._clips: deque[Clip] = deque(maxlen=window_clips * 3)
+        self._memories: deque[MemoryRecord] = deque(maxlen=preceding_memories)
+
+    def observe(self, clip: Clip) -> None:
+        """Remember a clip as context for later windows (call for every clip, even ones never memorized)."""
+        if all(c.clip_id != clip.clip_id for c in self._clips):
+            self._clips.append(clip)
+
+    def memorize(self, clip: Clip) -> MemoryRecord | RejectedRecord:
+        self.observe(clip)
+        window = select_window(list(self._clips), clip, self.window_clips)
+        preceding = [PrecedingMemory(m.start, m.end, m.text) for m in self._memories]
+        started = time.monotonic()
+        model_version = self.backend.model_version
+        try:
+            result = self.backend.generate(build_request(window, preceding))
+        except Exception as err:  # any backend failure is recorded; the node keeps running
+            return self._rejected(clip, "", f"backend error: {type(err).__name__}: {err}", model_version)
+        try:
+            parsed = parse_output(result.text)
+        except MemoryParseError as err:
+            return self._rejected(clip, result.text, str(err), model_version)
+        memory = MemoryRecord(
+            memory_id=uuid.uuid4().hex, clip_id=clip.clip_id, start=clip.start, end=clip.end,
+            text=parsed.description, entity_ids=parsed.entity_ids, raw_output=result.text[:MAX_RAW_OUTPUT_CHARS],
+            model_version=model_version, adapter_version=self.adapter_version,
+            generation_seconds=time.monotonic() - started,
+        )
+        self._memories.append(memory)
+        return memory
+
+    def warm_up(self) -> float:
+        """Run the model once on a blank clip (first calls are slow), so the first real clip is not late.
+
+        Returns the seconds it took; nothing is remembered.
+        """
+        blank = np.zeros((64, 64, 3), np.uint8)
+        clip = Clip("warm-up", 0.0, 10.0, (Frame(0.0, blank), Frame(1.0, blank)), 1.0)
+        started = time.monotonic()
+        self.backend.generate(build_request([clip], []))
+        return time.monotonic() - started
+
+    def _rejected(self, clip: Clip, raw: str, reason: str, model_version: str) -> RejectedRecord:
+        return RejectedRecord(
+            attempt_id=uuid.uuid4().hex, clip_id=clip.clip_id, start=clip.start, end=clip.end,
+            raw_output=raw[:MAX_RAW_OUTPUT_CHARS], reason=reason, model_version=model_version,
+            adapter_version=self.adapter_version,
+        )

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: parse a message, call the ROS-free core, publish. One node class per file."""

@@ -1,0 +1,212 @@
+"""memorizer_node (lifecycle): clips in, one memory per clip out.
+
+configure loads the model, activate starts memorizing, deactivate pauses, cleanup frees the model (so the
+trainer can borrow the GPU). Inference runs on a worker thread, never in a callback; clips wait in a bounded
+queue that drops the oldest when the model falls behind (each clip still joins the context window).
+Memories go out on `memories` (reliable, transient-local: a restarted store catches up); outputs that do not
+parse go out on `memories/rejected` with the raw text and the reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import rclpy
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from taskmem_interfaces.msg import Clip as ClipMsg
+from taskmem_interfaces.msg import Memory as MemoryMsg
+from taskmem_interfaces.msg import RejectedMemory as RejectedMsg
+
+from taskmem_nodes.memorizer import Memorizer, load_backend
+from taskmem_nodes.nodes.conversions import memory_to_msg, msg_to_clip, rejected_to_msg
+from taskmem_nodes.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
+from taskmem_nodes.nodes.parameters import declare
+from taskmem_nodes.nodes.qos import CLIP_QOS, MEMORY_QOS
+from taskmem_nodes.paths import default_model_dir
+from taskmem_nodes.records import MemoryRecord
+
+
+class MemorizerNode(LifecycleNode):
+    """Runs the memorization policy on every clip."""
+
+    def __init__(self, **kwargs):
+        super().__init__("memorizer", **kwargs)
+        self.autostart = declare(self, "autostart", True, "Configure and activate on start-up")
+        declare(self, "backend", "transformers", "Inference backend: transformers")
+        declare(self, "model_path", "", "Qwen3-VL checkpoint directory ('' = the default TaskMem model)")
+        declare(self, "device", "auto", "auto | cpu | cuda | cuda:N")
+        declare(self, "dtype", "auto", "auto | float32 | bfloat16 | float16")
+        declare(self, "max_thinking_tokens", 128, "Thinking budget per memory")
+        declare(self, "max_description_tokens", 200, "Token budget of one memory entry")
+        declare(self, "enforce_format", False, "Constrain decoding to the memory format (untrained models)")
+        declare(self, "window_clips", 5, "Clips in the policy's window (current + preceding)")
+        declare(self, "preceding_memories", 4, "Own earlier memories shown to the policy")
+        declare(self, "queue_size", 2, "Clips waiting for the model; the oldest is dropped when full")
+
+        self.memorizer: Memorizer | None = None
+        self.queue: deque = deque()
+        self._wake = threading.Condition()
+        self._active = False
+        self._stopping = False
+        self._busy = False
+        self.counts = {"clips": 0, "memories": 0, "rejected": 0, "dropped": 0, "bad_clips": 0}
+        self.last_error = ""
+        self.last_seconds = 0.0
+        self.memory_pub = None
+        self.rejected_pub = None
+        self.create_subscription(ClipMsg, "clips", self._on_clip, CLIP_QOS, callback_group=ReentrantCallbackGroup())
+        self.diagnostics = DiagnosticsReporter(self, self._status)
+        self.worker = threading.Thread(target=self._work, name="memorizer-worker", daemon=True)
+        self.worker.start()
+
+    # --- lifecycle ---
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        p = {name: self.get_parameter(name).value for name in (
+            "backend", "model_path", "device", "dtype", "max_thinking_tokens", "max_description_tokens",
+            "enforce_format", "window_clips", "preceding_memories", "queue_size")}
+        model_path = p["model_path"] or str(default_model_dir())
+        try:
+            backend = load_backend(
+                p["backend"], model_path=model_path, device=p["device"], dtype=p["dtype"],
+                max_thinking_tokens=p["max_thinking_tokens"], max_description_tokens=p["max_description_tokens"],
+                enforce_format=p["enforce_format"],
+            )
+            backend.load()
+        except Exception as err:  # any load failure: report it and stay unconfigured
+            self.last_error = f"cannot load model {model_path}: {err}"
+            self.get_logger().error(self.last_error)
+            return TransitionCallbackReturn.FAILURE
+        self.memorizer = Memorizer(backend, window_clips=p["window_clips"], preceding_memories=p["preceding_memories"])
+        try:
+            self.get_logger().info(f"warm-up generation took {self.memorizer.warm_up():.2f} s")
+        except Exception as err:  # a model that cannot generate is not configured
+            self.last_error = f"warm-up generation failed: {err}"
+            self.get_logger().error(self.last_error)
+            backend.unload()
+            self.memorizer = None
+            return TransitionCallbackReturn.FAILURE
+        self.queue = deque(maxlen=p["queue_size"])
+        self.memory_pub = self.create_lifecycle_publisher(MemoryMsg, "memories", MEMORY_QOS)
+        self.rejected_pub = self.create_lifecycle_publisher(RejectedMsg, "memories/rejected", MEMORY_QOS)
+        self.get_logger().info(f"loaded {backend.model_version} with the {p['backend']} backend")
+        return super().on_configure(state)
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._active = False
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self._active = False
+        with self._wake:
+            self.queue.clear()
+            while self._busy:
+                self._wake.wait(timeout=0.1)
+            if self.memorizer is not None:
+                self.memorizer.backend.unload()
+                self.memorizer = None
+        for pub in (self.memory_pub, self.rejected_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self.memory_pub = self.rejected_pub = None
+
+    # --- clips ---
+    def _on_clip(self, msg: ClipMsg) -> None:
+        if not self._active or self.memorizer is None:
+            return
+        try:
+            clip = msg_to_clip(msg)
+        except ValueError as err:  # ImageDecodeError is a ValueError
+            self.counts["bad_clips"] += 1
+            self.last_error = f"bad clip {msg.clip_id!r}: {err}"
+            self.get_logger().error(self.last_error)
+            return
+        with self._wake:
+            self.counts["clips"] += 1
+            self.memorizer.observe(clip)
+            if len(self.queue) == self.queue.maxlen:
+                self.counts["dropped"] += 1
+                self.get_logger().warning(f"memorizer busy: dropped clip {self.queue[0].clip_id}")
+            self.queue.append(clip)
+            self._wake.notify()
+
+    def _work(self) -> None:
+        while not self._stopping:
+            with self._wake:
+                if not self.queue or not self._active:
+                    self._wake.wait(timeout=0.2)
+                    continue
+                clip = self.queue.popleft()
+                memorizer = self.memorizer
+                self._busy = True
+            try:
+                self._memorize(memorizer, clip)
+            finally:
+                with self._wake:
+                    self._busy = False
+                    self._wake.notify_all()
+
+    def _memorize(self, memorizer: Memorizer, clip) -> None:
+        result = memorizer.memorize(clip)
+        stamp = self.get_clock().now().to_msg()
+        if isinstance(result, MemoryRecord):
+            self.counts["memories"] += 1
+            self.last_seconds = result.generation_seconds
+            self.memory_pub.publish(memory_to_msg(result, stamp))
+            self.get_logger().info(f"memory {clip.clip_id} ({result.generation_seconds:.2f} s): {result.text[:120]}")
+        else:
+            self.counts["rejected"] += 1
+            self.last_error = f"rejected output for {clip.clip_id}: {result.reason}"
+            self.rejected_pub.publish(rejected_to_msg(result, stamp))
+            self.get_logger().warning(self.last_error)
+
+    def _status(self):
+        if self.memorizer is None:
+            return ERROR if self.last_error else WARN, self.last_error or "not configured", dict(self.counts)
+        level = WARN if (self.counts["rejected"] or self.counts["dropped"] or self.counts["bad_clips"]) else OK
+        values = {
+            **self.counts, "queue_depth": len(self.queue), "active": self._active,
+            "model_version": self.memorizer.backend.model_version,
+            "adapter_version": self.memorizer.adapter_version or "none",
+            "last_generation_seconds": f"{self.last_seconds:.3f}",
+        }
+        return level, self.last_error or "ok", values
+
+    def destroy_node(self):
+        self._stopping = True
+        self.worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = MemorizerNode()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    if node.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        node.trigger_activate()
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

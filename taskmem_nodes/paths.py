@@ -1,0 +1,38 @@
+"""Where TaskMem keeps downloaded data, built checkpoints and the default database."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """`$TASKMEM_CACHE`, else `.cache/` of a source checkout, else `~/.cache/taskmem`."""
+    if env := os.environ.get("TASKMEM_CACHE"):
+        return Path(env).expanduser()
+    if (_SOURCE_ROOT / "scripts" / "setup.sh").exists():
+        return _SOURCE_ROOT / ".cache"
+    return Path.home() / ".cache" / "taskmem"
+
+
+def default_model_dir() -> Path:
+    """The default memorizer checkpoint: `$TASKMEM_MODEL`, else the tiny model setup builds."""
+    if env := os.environ.get("TASKMEM_MODEL"):
+        return Path(env).expanduser()
+    return cache_dir() / "models" / "tiny-qwen3-vl"
+
+
+def bundled_stream() -> Path:
+    """The demo's camera stream (vtest.avi from Debian's opencv-doc, fetched by scripts/setup.sh)."""
+    return cache_dir() / "data" / "vtest.avi"
+
+
+def config_dir() -> Path:
+    """`config/` of a source checkout, else the installed share directory of the `taskmem` package."""
+    if (_SOURCE_ROOT / "config").is_dir():
+        return _SOURCE_ROOT / "config"
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("taskmem")) / "config"
