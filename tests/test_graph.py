@@ -3,13 +3,16 @@ Qwen3-VL through the real processor and generate() -> rows in SQLite -> Ask goal
 
 import itertools
 import json
+import subprocess
+import sys
 
 from rosutil import wait_for
 
 from taskmem_nodes.client import AskStatus, TaskMemClient
-from taskmem_nodes.runner import GraphRunner
+from taskmem_nodes.runner import GraphRunner, ros_environment
 from taskmem_nodes.store import MemoryStore
 
+NODES = ("camera", "memorizer", "store", "task", "replay_camera")
 VTEST_CLIPS = 8  # 795 frames at 10 fps = 79.5 s -> seven full 10-s clips and a partial one
 
 
@@ -43,6 +46,14 @@ def test_video_to_memories_to_answers(tmp_path, domain_id, tiny_checkpoint, vtes
         choice = client.ask("Where was the camera?", options=["a street", "a kitchen", "a forest"], task_type="place")
         assert runner.exited() == {"replay_camera": 0}, runner.exited()
         wait_for(lambda: len(received) >= VTEST_CLIPS, 10, "memories on the topic")
+        cli = subprocess.run(
+            [sys.executable, "-m", "taskmem_nodes.cli", "ask", "Who walked past?", "--domain-id", str(domain_id)],
+            env=ros_environment(domain_id), capture_output=True, text=True, timeout=120,
+        )
+        assert cli.returncode == 0 and ("abstained" in cli.stdout or "answered" in cli.stdout), cli.stdout + cli.stderr
+        wait_for(lambda: {f"taskmem/{n}" for n in NODES} <= set(client.diagnostics)
+                 and client.diagnostics["taskmem/task"].get("asked") == "3", 10, "diagnostics of every node")
+        diagnostics = dict(client.diagnostics)
 
     store = MemoryStore(db, readonly=True)
     memories = store.memories()
@@ -61,8 +72,19 @@ def test_video_to_memories_to_answers(tmp_path, domain_id, tiny_checkpoint, vtes
         assert outcome.status in (AskStatus.ANSWERED, AskStatus.ABSTAINED), outcome
         assert outcome.memory_ids and set(outcome.memory_ids) <= {m.memory_id for m in memories}
     tasks = {t.task_id: t for t in store.tasks()}
-    assert set(tasks) == {open_answer.task_id, choice.task_id}
+    assert len(tasks) == 3 and {open_answer.task_id, choice.task_id} <= set(tasks)
     logged = tasks[choice.task_id]
     assert logged.options == ("a street", "a kitchen", "a forest") and logged.task_type == "place"
     assert logged.memory_ids == choice.memory_ids and logged.answered == (choice.status is AskStatus.ANSWERED)
     assert store.integrity_check() == "ok"
+
+    assert int(diagnostics["taskmem/store"]["db_size_bytes"]) > 0
+    assert diagnostics["taskmem/store"]["db_memories"] == str(VTEST_CLIPS)
+    assert diagnostics["taskmem/camera"]["clips"] == str(VTEST_CLIPS)
+    assert diagnostics["taskmem/memorizer"]["memories"] == str(VTEST_CLIPS)
+    assert diagnostics["taskmem/task"]["asked"] == "3"
+    assert int(diagnostics["taskmem/replay_camera"]["published"]) > 0
+
+    listed = subprocess.run([sys.executable, "-m", "taskmem_nodes.cli", "memories", "list", "--db", str(db), "--json"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert [json.loads(line)["memory_id"] for line in listed.stdout.splitlines()] == [m.memory_id for m in memories]
