@@ -42,8 +42,10 @@ fi
 PY=$VENV/bin/python
 if step_needed pip "$ROOT/requirements/ros.txt" "$ROOT/requirements/base.txt" "$ROOT/requirements/dev.txt"; then
     log "installing pinned packages (first run: ~3 min)"
+    # (the machine's pip config names local package folders that may be absent; drop those warnings)
     "$PY" -m pip install -q --prefer-binary --no-warn-script-location -r "$ROOT/requirements/ros.txt" \
-        -r "$ROOT/requirements/base.txt" -r "$ROOT/requirements/dev.txt"
+        -r "$ROOT/requirements/base.txt" -r "$ROOT/requirements/dev.txt" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
     step_done pip
 fi
 

@@ -1,0 +1,42 @@
+"""The replay camera plays a rosbag2 (.mcap) as a live JPEG camera; camera_node cuts it into clips."""
+
+import numpy as np
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rosutil import spin_until, subgraph
+from taskmem_interfaces.msg import Clip as ClipMsg
+
+from taskmem_nodes.nodes.conversions import to_seconds
+from taskmem_nodes.nodes.qos import CLIP_QOS
+from taskmem_nodes.runner import GraphRunner
+from taskmem_nodes.video_source import write_bag
+
+
+def test_bag_replay_as_compressed_camera(tmp_path, domain_id, ros_context):
+    # 25 s at 4 fps; each frame's brightness encodes its second, so the clips can be checked
+    frames = [(i / 4, np.full((48, 64, 3), (i // 4) * 10, np.uint8)) for i in range(100)]
+    write_bag(tmp_path / "bag", iter(frames))
+    runner = GraphRunner(subgraph("camera", "replay_camera"), domain_id=domain_id, log_dir=tmp_path / "logs",
+                         features={"replay"},
+                         overrides={"replay_camera": {"source": str(tmp_path / "bag"), "rate": 5.0,
+                                                      "compressed": True, "exit_when_done": True},
+                                    "camera": {"flush_after_seconds": 1.0}})
+    node = Node("replay_test", context=ros_context)
+    clips = []
+    node.create_subscription(ClipMsg, "clips", clips.append, CLIP_QOS)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    with runner:
+        spin_until(executor, lambda: len(clips) >= 3, 60, f"3 clips; logs in {runner.log_dir}")
+        assert runner.exited() == {"replay_camera": 0}, runner.log("replay_camera")
+    assert "playing rosbag2" in runner.log("replay_camera")
+    starts = [to_seconds(c.start) for c in clips]
+    assert [round(s - starts[0], 3) for s in starts] == [0.0, 10.0, 20.0]
+    assert [len(c.frames) for c in clips] == [10, 10, 5]  # 1 fps; the last clip is flushed when the stream ends
+    for clip in clips:
+        for stamp, frame in zip(clip.frame_stamps, clip.frames, strict=True):
+            second = round(to_seconds(stamp) - starts[0])
+            pixels = np.frombuffer(bytes(frame.data), np.uint8)
+            assert frame.encoding == "rgb8" and abs(int(pixels.mean()) - second * 10) <= 3
+    executor.shutdown()
+    node.destroy_node()
