@@ -29,8 +29,8 @@ from taskmem_nodes.models.transformers_backend import (  # noqa: E402
     prepare_inputs,
 )
 
-THINK_BUDGET = 12
-DESCRIPTION_BUDGET = 20
+THINK_BUDGET = 8
+DESCRIPTION_BUDGET = 12
 SYSTEM = "You are the memorizer of a home robot."
 QUESTION = "Describe what happened in this window."
 
