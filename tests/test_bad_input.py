@@ -34,7 +34,7 @@ def test_camera_node_survives_bad_images(tmp_path, domain_id, ros_context):
     raw_pub = node.create_publisher(Image, "/camera/image_raw", RELIABLE)
     jpeg_pub = node.create_publisher(CompressedImage, "/camera/image_raw/compressed", RELIABLE)
     clips, diagnostics = [], {}
-    node.create_subscription(ClipMsg, "clips", clips.append, CLIP_QOS)
+    clip_sub = node.create_subscription(ClipMsg, "clips", clips.append, CLIP_QOS)
 
     def on_diagnostics(msg):
         for status in msg.status:
@@ -45,8 +45,8 @@ def test_camera_node_survives_bad_images(tmp_path, domain_id, ros_context):
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
     with runner:
-        spin_until(executor, lambda: raw_pub.get_subscription_count() and jpeg_pub.get_subscription_count(), 30,
-                   "camera_node subscriptions")
+        spin_until(executor, lambda: raw_pub.get_subscription_count() and jpeg_pub.get_subscription_count()
+                   and clip_sub.get_publisher_count(), 30, "camera_node's subscriptions and clip publisher")
         t0 = 1000.0
         # the first messages after discovery can miss a best-effort reader: repeat the first image until seen
         spin_until(executor, lambda: raw_pub.publish(raw(t0)) or int(diagnostics.get("frames_seen", 0)) >= 1, 30,

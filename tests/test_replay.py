@@ -17,17 +17,18 @@ def test_bag_replay_as_compressed_camera(tmp_path, domain_id, ros_context):
     frames = [(i / 4, np.full((48, 64, 3), (i // 4) * 10, np.uint8)) for i in range(100)]
     write_bag(tmp_path / "bag", iter(frames))
     runner = GraphRunner(subgraph("camera", "replay_camera"), domain_id=domain_id, log_dir=tmp_path / "logs",
-                         features={"replay"},
                          overrides={"replay_camera": {"source": str(tmp_path / "bag"), "rate": 5.0,
                                                       "compressed": True, "exit_when_done": True},
                                     "camera": {"flush_after_seconds": 1.0}})
     node = Node("replay_test", context=ros_context)
     clips = []
-    node.create_subscription(ClipMsg, "clips", clips.append, CLIP_QOS)
+    sub = node.create_subscription(ClipMsg, "clips", clips.append, CLIP_QOS)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
     with runner:
-        spin_until(executor, lambda: len(clips) >= 3, 60, f"3 clips; logs in {runner.log_dir}")
+        spin_until(executor, lambda: sub.get_publisher_count(), 30, "camera_node's clip publisher")
+        runner.start_node("replay_camera")
+        spin_until(executor, lambda: len(clips) >= 3, 60, f"3 clips (got {len(clips)}); logs in {runner.log_dir}")
         assert runner.exited() == {"replay_camera": 0}, runner.log("replay_camera")
     assert "playing rosbag2" in runner.log("replay_camera")
     starts = [to_seconds(c.start) for c in clips]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from taskmem_interfaces.msg import Clip as ClipMsg
@@ -23,6 +21,7 @@ from taskmem_nodes.nodes.conversions import clip_to_msg, image_msg_to_rgb, to_se
 from taskmem_nodes.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
 from taskmem_nodes.nodes.qos import CAMERA_QOS, CLIP_QOS
+from taskmem_nodes.nodes.spin import run_node
 
 
 class CameraNode(Node):
@@ -134,16 +133,7 @@ class CameraNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = CameraNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-
+    run_node(CameraNode, args)
 
 if __name__ == "__main__":
     main()

@@ -12,9 +12,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from taskmem_interfaces.msg import Clip as ClipMsg
 from taskmem_interfaces.msg import Memory as MemoryMsg
@@ -25,6 +23,7 @@ from taskmem_nodes.nodes.conversions import memory_to_msg, msg_to_clip, rejected
 from taskmem_nodes.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
 from taskmem_nodes.nodes.qos import CLIP_QOS, MEMORY_QOS
+from taskmem_nodes.nodes.spin import run_node
 from taskmem_nodes.paths import default_model_dir
 from taskmem_nodes.records import MemoryRecord
 
@@ -192,21 +191,13 @@ class MemorizerNode(LifecycleNode):
         super().destroy_node()
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = MemorizerNode()
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
+def _autostart(node: MemorizerNode) -> None:
     if node.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
         node.trigger_activate()
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
 
+
+def main(args=None) -> None:
+    run_node(MemorizerNode, args, threads=2, on_start=_autostart)
 
 if __name__ == "__main__":
     main()

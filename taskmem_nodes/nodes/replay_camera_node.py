@@ -12,7 +12,6 @@ import threading
 import time
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image
@@ -22,6 +21,7 @@ from taskmem_nodes.nodes.conversions import rgb_to_image_msg, to_time
 from taskmem_nodes.nodes.diagnostics import ERROR, OK, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
 from taskmem_nodes.nodes.qos import CAMERA_QOS
+from taskmem_nodes.nodes.spin import run_node
 from taskmem_nodes.video_source import SourceError, open_source
 
 
@@ -108,17 +108,7 @@ class ReplayCameraNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = ReplayCameraNode()
-    try:
-        while rclpy.ok() and not (node.exit_when_done and node.finished.is_set()):
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-
+    run_node(ReplayCameraNode, args, done=lambda node: node.exit_when_done and node.finished.is_set())
 
 if __name__ == "__main__":
     main()

@@ -7,8 +7,6 @@ missed; ids already stored are ignored), serves `recall` (taskmem_interfaces/Rec
 
 from __future__ import annotations
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from taskmem_interfaces.msg import Memory as MemoryMsg
 from taskmem_interfaces.msg import RejectedMemory as RejectedMsg
@@ -18,6 +16,7 @@ from taskmem_nodes.nodes.conversions import memory_to_msg, msg_to_memory, msg_to
 from taskmem_nodes.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
 from taskmem_nodes.nodes.qos import MEMORY_QOS
+from taskmem_nodes.nodes.spin import run_node
 from taskmem_nodes.records import TaskLogRecord
 from taskmem_nodes.store import MemoryStore, StoreError
 
@@ -115,16 +114,7 @@ class StoreNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = StoreNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-
+    run_node(StoreNode, args)
 
 if __name__ == "__main__":
     main()

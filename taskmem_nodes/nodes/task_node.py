@@ -11,10 +11,8 @@ import threading
 import time
 import uuid
 
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from taskmem_interfaces.action import Ask
 from taskmem_interfaces.msg import TaskRecord
@@ -24,6 +22,7 @@ from taskmem_nodes.answerer import make_answerer
 from taskmem_nodes.nodes.conversions import msg_to_memory
 from taskmem_nodes.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
+from taskmem_nodes.nodes.spin import run_node
 from taskmem_nodes.store import MAX_QUERY_CHARS
 
 
@@ -144,18 +143,7 @@ class TaskNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = TaskNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-
+    run_node(TaskNode, args, threads=4)
 
 if __name__ == "__main__":
     main()
