@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 
-import rclpy
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image
@@ -51,29 +50,29 @@ class ReplayCameraNode(Node):
         self.state = "waiting for subscribers"
         self.last_error = ""
         self.finished = threading.Event()
+        self._stop = threading.Event()
         self.diagnostics = DiagnosticsReporter(self, self._status)
         self.player = threading.Thread(target=self._play, name="replay", daemon=True)
         self.player.start()
 
     def _play(self) -> None:
-        while self.publisher.get_subscription_count() < self.wait_for_subscribers and rclpy.ok():
-            time.sleep(0.05)
+        while not self._stop.wait(0.05) and self.publisher.get_subscription_count() < self.wait_for_subscribers:
+            pass
+        if self._stop.is_set():
+            return
         base_stamp = self.get_clock().now().nanoseconds * 1e-9
         pass_offset = 0.0
         try:
-            while rclpy.ok():
+            while not self._stop.is_set():
                 info, frames = open_source(self.source, fps=self.folder_fps, topic=self.bag_topic)
                 self.state = f"playing {info.kind} {self.source}"
                 self.get_logger().info(f"{self.state} ({info.frames or '?'} frames) at {self.rate}x")
                 started = time.monotonic()
                 last_offset = 0.0
                 for offset, rgb in frames:
-                    if not rclpy.ok():
+                    delay = started + offset / self.rate - time.monotonic() if self.rate > 0 else 0.0
+                    if self._stop.wait(max(0.0, delay)):
                         return
-                    if self.rate > 0:
-                        delay = started + offset / self.rate - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)
                     self._publish(base_stamp + pass_offset + offset, rgb)
                     last_offset = offset
                 if not self.loop:
@@ -98,6 +97,11 @@ class ReplayCameraNode(Node):
             self.clock_publisher.publish(Clock(clock=ros_stamp))
         self.publisher.publish(msg)
         self.published += 1
+
+    def destroy_node(self):
+        self._stop.set()
+        self.player.join(timeout=2.0)
+        super().destroy_node()
 
     def _status(self):
         level = ERROR if self.last_error else OK

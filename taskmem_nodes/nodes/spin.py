@@ -22,7 +22,7 @@ def run_node(make_node: Callable[[], Node], args=None, *, threads: int = 1,
             on_start(node)
         if done is None:
             executor.spin()
-        while done is not None and rclpy.ok() and not done(node):
+        while done is not None and node.context.ok() and not done(node):
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
