@@ -137,8 +137,17 @@ def _print_report(report: DemoReport, console: Console) -> None:
     for question, outcome in report.answers:
         table.add_row(question, outcome.status.value, outcome.answer, str(len(outcome.memory_ids)))
     console.print(table)
-    latency = f"{statistics.median(report.latencies):.2f} s" if report.latencies else "n/a"
     console.print(
-        f"{len(report.memories)} memories, {report.rejected} rejected outputs, median clip-end -> memory latency "
-        f"{latency}, {report.wall_seconds:.0f} s in all. Database: {report.database}"
+        f"{len(report.memories)} memories, {report.rejected} rejected outputs in {report.wall_seconds:.0f} s. "
+        f"Clip end -> memory written: {_percentiles(report.latencies)}; "
+        f"generation per memory: {_percentiles([m.generation_seconds for m in report.memories])}. "
+        f"Database: {report.database}"
     )
+
+
+def _percentiles(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"median {statistics.median(ordered):.2f} s, p95 {p95:.2f} s"
