@@ -1,0 +1,1 @@
+"""The streaming memory benchmark: streams, tasks, memorizers under test, metrics, reports."""
