@@ -5,6 +5,8 @@ the memories it is given and answers when that text supports one answer clearly:
 - multiple choice: each option is scored by the words it shares with memories that are about the question
   (memories weighted by their overlap with the question); the best option must have support and beat the
   runner-up, otherwise it abstains;
+- "which happened first / where was it last seen" (an order word and options): the option stated in the
+  earliest (or latest) memory sentence that also mentions the question's subject wins;
 - open questions: the memory sentence sharing the most content words with the question is the answer, when
   it shares at least `min_overlap` of them; otherwise it abstains ("insufficient information").
 Being deterministic, it is a fixed answerer for comparing memorizers; an LLM answerer plugs in behind the
@@ -53,6 +55,10 @@ def _terms(text: str) -> set[str]:
     return out
 
 
+_ORDER_WORDS = {"first": min, "earliest": min, "earlier": min, "last": max, "latest": max, "later": max}
+_EVENT_WORDS = {"happen", "happened", "occur", "occurred", "seen", "see", "saw", "event", "thing"}
+
+
 def _sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
 
@@ -71,7 +77,9 @@ class LexicalAnswerer:
         if not memories:
             return Answer(False, ABSTAIN_TEXT, -1, (), "no memories to read")
         if options:
-            return self._choose(question_terms, options, memories, consulted)
+            order = next((_ORDER_WORDS[w] for w in re.findall(r"\w+", question.lower()) if w in _ORDER_WORDS), None)
+            by_time = self._choose_by_time(question_terms, options, memories, order) if order else None
+            return by_time or self._choose(question_terms, options, memories, consulted)
         return self._extract(question_terms, memories, consulted)
 
     def _choose(self, question_terms, options, memories, consulted) -> Answer:
@@ -91,6 +99,30 @@ class LexicalAnswerer:
         option_terms = _terms(options[best])
         support = tuple(m.memory_id for m, _, terms in weighted if option_terms & terms)
         return Answer(True, options[best], best, support, f"option scores {scores}")
+
+    def _choose_by_time(self, question_terms, options, memories, order) -> Answer | None:
+        """The option whose statement comes first (order=min) or last (max) in time; None when undecided."""
+        subject = question_terms - set(_ORDER_WORDS) - _EVENT_WORDS
+        times: dict[int, tuple[float, str]] = {}  # option index -> (time, memory id)
+        for index, option in enumerate(options):
+            option_terms = _terms(option) - subject
+            if not option_terms:
+                continue
+            for memory in memories:
+                for sentence in _sentences(memory.text):
+                    terms = _terms(sentence)
+                    if option_terms <= terms and (not subject or subject & terms):
+                        found = (memory.start, memory.memory_id)
+                        if index not in times or order(found[0], times[index][0]) != times[index][0]:
+                            times[index] = found
+        if not times or (len(times) < 2 and not subject):
+            return None
+        best_time = order(t for t, _ in times.values())
+        winners = [i for i, (t, _) in times.items() if t == best_time]
+        if len(winners) != 1:
+            return None
+        index = winners[0]
+        return Answer(True, options[index], index, (times[index][1],), f"stated {order.__name__} in time")
 
     def _extract(self, question_terms, memories, consulted) -> Answer:
         best: tuple[int, str, str] | None = None  # (overlap, sentence, memory id)

@@ -27,3 +27,23 @@ def test_open_question_returns_the_best_sentence_or_abstains():
     assert answer.answered and answer.text == "One carries a blue bag." and answer.memory_ids == ("m2",)
     assert not reader.answer("Did a dog bark?", [], MEMORIES).answered
     assert not reader.answer("Where is the mug?", [], []).answered
+
+
+def at(memory_id, start, text):
+    return MemoryRecord(memory_id, memory_id, start, start + 10, text)
+
+
+def test_order_questions_use_the_time_of_the_statement():
+    memories = [
+        at("a", 0, "kitchen. person 1 picks up the green ball."),
+        at("b", 10, "hall. person 1 puts the green ball on the sofa. person 3 enters."),
+        at("c", 20, "office. person 2 puts the green ball on the desk."),
+    ]
+    reader = LexicalAnswerer()
+    first = reader.answer("Which happened first?", ["person 3 enters", "person 1 picks up the green ball"], memories)
+    assert first.answered and first.option_index == 1 and first.memory_ids == ("a",)
+    last = reader.answer("Where was the green ball last seen?", ["on the sofa", "on the desk", "on the bed"], memories)
+    assert last.answered and last.text == "on the desk" and last.memory_ids == ("c",)
+    # only one of the events is in memory: the order is unknown, so the overlap reader decides (and abstains here)
+    unknown = reader.answer("Which happened first?", ["person 3 enters", "person 4 leaves"], memories[:1])
+    assert not unknown.answered
