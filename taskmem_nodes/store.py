@@ -135,16 +135,7 @@ class MemoryStore:
             "adapter_version": memory.adapter_version, "generation_seconds": memory.generation_seconds,
             "created_at": memory.created_at,
         }
-        with self.db.conn:
-            cursor = self.db.execute(
-                "INSERT OR IGNORE INTO memories (memory_id, clip_id, start_time, end_time, text, entity_ids, "
-                "raw_output, model_version, adapter_version, generation_seconds, created_at) "
-                "VALUES (:memory_id, :clip_id, :start_time, :end_time, :text, :entity_ids, :raw_output, "
-                ":model_version, :adapter_version, :generation_seconds, :created_at)",
-                row,
-            )
-            self._upsert_clip(memory.clip_id, memory.start, memory.end)
-        return cursor.rowcount == 1
+        return self._insert_new("memories", row)
 
     def add_rejected(self, attempt: RejectedRecord) -> bool:
         """Keep a rejected model output for audit; False when already stored."""
@@ -154,20 +145,20 @@ class MemoryStore:
         row["start_time"], row["end_time"] = row.pop("start"), row.pop("end")
         row["raw_output"] = attempt.raw_output.replace("\x00", "")[:MAX_RAW_OUTPUT_CHARS]
         row["reason"] = attempt.reason[:1000]
-        with self.db.conn:
-            cursor = self.db.execute(
-                "INSERT OR IGNORE INTO rejected (attempt_id, clip_id, start_time, end_time, raw_output, reason, "
-                "model_version, adapter_version, created_at) VALUES (:attempt_id, :clip_id, :start_time, "
-                ":end_time, :raw_output, :reason, :model_version, :adapter_version, :created_at)",
-                row,
-            )
-            self._upsert_clip(attempt.clip_id, attempt.start, attempt.end)
-        return cursor.rowcount == 1
+        return self._insert_new("rejected", row)
 
-    def _upsert_clip(self, clip_id: str, start: float, end: float) -> None:
-        self.db.execute(
-            "INSERT OR IGNORE INTO clips (clip_id, start_time, end_time) VALUES (?, ?, ?)", (clip_id, start, end)
-        )
+    def _insert_new(self, table: str, row: dict) -> bool:
+        """Insert `row` into `table` (a memory or a rejected attempt) and its clip, in one transaction;
+        False when a row with the same id is already stored."""
+        columns = ", ".join(row)
+        placeholders = ", ".join(f":{name}" for name in row)
+        with self.db.conn:
+            cursor = self.db.execute(f"INSERT OR IGNORE INTO {table} ({columns}) VALUES ({placeholders})", row)
+            self.db.execute(
+                "INSERT OR IGNORE INTO clips (clip_id, start_time, end_time) VALUES (?, ?, ?)",
+                (row["clip_id"], row["start_time"], row["end_time"]),
+            )
+        return cursor.rowcount == 1
 
     def log_task(self, task: TaskLogRecord) -> None:
         """Record a task and its answer (replacing an earlier record with the same id)."""
