@@ -27,6 +27,7 @@ from taskmem_interfaces.msg import Memory as MemoryMsg
 
 from taskmem_nodes.nodes.conversions import msg_to_memory
 from taskmem_nodes.nodes.qos import MEMORY_QOS
+from taskmem_nodes.nodes.spin import wait_for_future
 from taskmem_nodes.records import MemoryRecord
 
 
@@ -76,18 +77,14 @@ class TaskMemClient:
         if not self.ask_client.wait_for_server(timeout_sec=timeout):
             return AskOutcome(AskStatus.TIMEOUT, explanation="no task node answered")
         goal = Ask.Goal(question=question, options=list(options), task_type=task_type)
-        accepted = threading.Event()
         sent = self.ask_client.send_goal_async(goal)
-        sent.add_done_callback(lambda _: accepted.set())
-        if not accepted.wait(timeout):
+        if not wait_for_future(sent, timeout):
             return AskOutcome(AskStatus.TIMEOUT, explanation="goal not acknowledged")
         handle = sent.result()
         if not handle.accepted:
             return AskOutcome(AskStatus.REJECTED, explanation="the task node rejected the question")
-        finished = threading.Event()
         result_future = handle.get_result_async()
-        result_future.add_done_callback(lambda _: finished.set())
-        if not finished.wait(timeout):
+        if not wait_for_future(result_future, timeout):
             handle.cancel_goal_async()
             return AskOutcome(AskStatus.TIMEOUT, explanation="no result in time")
         wrapped = result_future.result()
@@ -114,10 +111,8 @@ class TaskMemClient:
 
     @staticmethod
     def _state(client) -> str:
-        answered = threading.Event()
         future = client.call_async(GetState.Request())
-        future.add_done_callback(lambda _: answered.set())
-        return future.result().current_state.label if answered.wait(5.0) else "unknown"
+        return future.result().current_state.label if wait_for_future(future, 5.0) else "unknown"
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import rclpy
@@ -30,3 +31,10 @@ def run_node(make_node: Callable[[], Node], args=None, *, threads: int = 1,
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def wait_for_future(future, timeout: float) -> bool:
+    """Block this thread until an rclpy future completes while another thread spins; False on timeout."""
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    return done.wait(timeout)

@@ -7,7 +7,6 @@ reports the stage; goals can be cancelled between stages.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
@@ -22,7 +21,7 @@ from taskmem_nodes.answerer import make_answerer
 from taskmem_nodes.nodes.conversions import msg_to_memory
 from taskmem_nodes.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
-from taskmem_nodes.nodes.spin import run_node
+from taskmem_nodes.nodes.spin import run_node, wait_for_future
 from taskmem_nodes.store import MAX_QUERY_CHARS
 
 
@@ -69,10 +68,8 @@ class TaskNode(Node):
         """Call a service from inside a callback without blocking the executor; None on timeout."""
         if not client.wait_for_service(timeout_sec=self.timeout):
             return None
-        done = threading.Event()
         future = client.call_async(request)
-        future.add_done_callback(lambda _: done.set())
-        if not done.wait(self.timeout):
+        if not wait_for_future(future, self.timeout):
             future.cancel()
             return None
         return future.result()
