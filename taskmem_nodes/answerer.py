@@ -1,14 +1,14 @@
 """Answering questions from memory text alone, with the right to abstain.
 
 `LexicalAnswerer` is the default: a deterministic reader, not a language model. It reads only the text of
-the memories it is given and answers when that text supports one answer clearly:
-- multiple choice: each option is scored by the words it shares with memories that are about the question
-  (memories weighted by their overlap with the question); the best option must have support and beat the
-  runner-up, otherwise it abstains;
-- "which happened first / where was it last seen" (an order word and options): the option stated in the
-  earliest (or latest) memory sentence that also mentions the question's subject wins;
-- open questions: the memory sentence sharing the most content words with the question is the answer, when
-  it shares at least `min_overlap` of them; otherwise it abstains ("insufficient information").
+the memories it is given, sentence by sentence, and answers when that text supports one answer clearly:
+- the question's *subject* is its content words minus question filler ("what colour", "doing", "these") and
+  minus the words of the options; only sentences that state the whole subject are evidence;
+- multiple choice: an option is supported by an evidence sentence that contains all its own words; with an
+  order word ("first", "last", "earliest", "latest") the option stated earliest or latest in time wins, else
+  the option with the most supporting sentences; no support, or a tie, is an abstention;
+- open questions: the evidence sentence (the latest, or the earliest for "first") is the answer, when it
+  shares at least `min_overlap` words with the question; otherwise it abstains ("insufficient information").
 Being deterministic, it is a fixed answerer for comparing memorizers; an LLM answerer plugs in behind the
 same `Answerer` protocol.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from taskmem_nodes.records import MemoryRecord
-from taskmem_nodes.store import query_terms
+from taskmem_nodes.store import STOPWORDS
 
 ABSTAIN_TEXT = "cannot find the answer in memory"
 
@@ -43,98 +43,139 @@ class Answerer(Protocol):
     def answer(self, question: str, options: Sequence[str], memories: Sequence[MemoryRecord]) -> Answer: ...
 
 
+def _fold(word: str) -> str:
+    """Fold common English inflections: "carries", "carrying" -> "carry"; "sitting", "sits" -> "sit";
+    "bottles", "bottle" -> "bottl"; "boxes" -> "box"."""
+    for suffix, replacement in (("ies", "y"), ("ing", ""), ("ed", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)] + replacement
+            if suffix in ("ing", "ed") and len(word) >= 4 and word[-1] == word[-2] and word[-1] not in "ls":
+                word = word[:-1]  # sitting -> sitt -> sit
+            break
+    if word.endswith("e") and len(word) >= 4:
+        word = word[:-1]
+    return word
+
+
+def _tokens(text: str) -> list[str]:
+    """Content words of `text` in order, folded."""
+    return [_fold(w) for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS]
+
+
 def _terms(text: str) -> set[str]:
-    """Content words with the common English inflections folded ("carries" -> "carry", "walked" -> "walk")."""
-    out = set()
-    for word in query_terms(text):
-        for suffix, replacement in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
-            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-                word = word[: -len(suffix)] + replacement
-                break
-        out.add(word)
-    return out
+    return set(_tokens(text))
+
+
+def _states(phrase: list[str], tokens: list[str], slack: int = 1) -> bool:
+    """True when the words of `phrase` occur close together in `tokens`, in any order, with at most `slack`
+    other words among them ("red mug" matches "red coffee mug", not "red shirt carrying a white mug")."""
+    wanted = set(phrase)
+    limit = len(wanted) + slack
+    for start, token in enumerate(tokens):
+        if token not in wanted:
+            continue
+        window = tokens[start: start + limit]
+        if wanted <= set(window):
+            return True
+    return False
 
 
 _ORDER_WORDS = {"first": min, "earliest": min, "earlier": min, "last": max, "latest": max, "later": max}
-_EVENT_WORDS = {"happen", "happened", "occur", "occurred", "seen", "see", "saw", "event", "thing"}
+_FILLER_WORDS = {_fold(w) for w in ("happen", "occur", "seen", "see", "saw", "event", "thing", "these", "those",
+                                     "colour", "color", "kind", "type", "many", "much", "doing", "wear")}
 
 
 def _sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
 
 
+@dataclass(frozen=True)
+class _Evidence:
+    memory_id: str
+    when: tuple[float, int]  # (memory start, sentence position): orders statements in time
+    sentence: str
+    tokens: tuple[str, ...]
+
+    @property
+    def terms(self) -> frozenset[str]:
+        return frozenset(self.tokens)
+
+
 @dataclass
 class LexicalAnswerer:
-    """Deterministic word-overlap reader (see the module docstring)."""
+    """Deterministic sentence reader (see the module docstring)."""
 
     min_overlap: int = 2
-    margin: float = 1e-6
     name: str = "lexical"
 
     def answer(self, question: str, options: Sequence[str], memories: Sequence[MemoryRecord]) -> Answer:
         consulted = tuple(m.memory_id for m in memories)
-        question_terms = _terms(question)
         if not memories:
             return Answer(False, ABSTAIN_TEXT, -1, (), "no memories to read")
+        words = re.findall(r"\w+", question.lower())
+        order = next((_ORDER_WORDS[w] for w in words if w in _ORDER_WORDS), None)
+        option_terms = [_terms(o) for o in options]
+        not_subject = {_fold(w) for w in _ORDER_WORDS} | _FILLER_WORDS | set().union(*option_terms)
+        phrases = self._subject_phrases(_tokens(question), not_subject)
+        subject = {word for phrase in phrases for word in phrase}
+        evidence = [e for e in self._statements(memories) if all(_states(p, list(e.tokens)) for p in phrases)]
+        if not evidence:
+            return Answer(False, ABSTAIN_TEXT, -1, consulted, f"no memory states {sorted(subject)}")
         if options:
-            order = next((_ORDER_WORDS[w] for w in re.findall(r"\w+", question.lower()) if w in _ORDER_WORDS), None)
-            by_time = self._choose_by_time(question_terms, options, memories, order) if order else None
-            return by_time or self._choose(question_terms, options, memories, consulted)
-        return self._extract(question_terms, memories, consulted)
+            return self._choose(options, option_terms, subject, evidence, order, consulted)
+        return self._extract(_terms(question), evidence, order, consulted)
 
-    def _choose(self, question_terms, options, memories, consulted) -> Answer:
-        weighted = []  # (memory, weight, its terms)
-        for memory in memories:
-            terms = _terms(memory.text)
-            weighted.append((memory, 1.0 + len(question_terms & terms), terms))
-        scores = []
-        for option in options:
-            option_terms = _terms(option) - question_terms
-            scores.append(sum(w * len(option_terms & terms) for _, w, terms in weighted))
-        ranked = sorted(range(len(options)), key=lambda i: scores[i], reverse=True)
-        best = ranked[0]
-        runner_up = scores[ranked[1]] if len(ranked) > 1 else 0.0
-        if scores[best] <= 0 or scores[best] - runner_up <= self.margin:
-            return Answer(False, ABSTAIN_TEXT, -1, consulted, f"no option is clearly supported (scores {scores})")
-        option_terms = _terms(options[best])
-        support = tuple(m.memory_id for m, _, terms in weighted if option_terms & terms)
-        return Answer(True, options[best], best, support, f"option scores {scores}")
+    @staticmethod
+    def _subject_phrases(tokens: list[str], not_subject: set[str]) -> list[list[str]]:
+        """Runs of subject words in the question ("where was the red mug last seen" -> [["red", "mug"]])."""
+        phrases, current = [], []
+        for token in tokens:
+            if token in not_subject:
+                if current:
+                    phrases.append(current)
+                current = []
+            else:
+                current.append(token)
+        return [*phrases, current] if current else phrases
 
-    def _choose_by_time(self, question_terms, options, memories, order) -> Answer | None:
-        """The option whose statement comes first (order=min) or last (max) in time; None when undecided."""
-        subject = question_terms - set(_ORDER_WORDS) - _EVENT_WORDS
-        times: dict[int, tuple[float, str]] = {}  # option index -> (time, memory id)
-        for index, option in enumerate(options):
-            option_terms = _terms(option) - subject
-            if not option_terms:
-                continue
-            for memory in memories:
-                for sentence in _sentences(memory.text):
-                    terms = _terms(sentence)
-                    if option_terms <= terms and (not subject or subject & terms):
-                        found = (memory.start, memory.memory_id)
-                        if index not in times or order(found[0], times[index][0]) != times[index][0]:
-                            times[index] = found
-        if not times or (len(times) < 2 and not subject):
-            return None
-        best_time = order(t for t, _ in times.values())
-        winners = [i for i, (t, _) in times.items() if t == best_time]
+    @staticmethod
+    def _statements(memories: Sequence[MemoryRecord]) -> list[_Evidence]:
+        return [_Evidence(m.memory_id, (m.start, i), sentence, tuple(_tokens(sentence)))
+                for m in memories for i, sentence in enumerate(_sentences(m.text))]
+
+    def _choose(self, options, option_terms, subject, evidence, order, consulted) -> Answer:
+        support: dict[int, list[_Evidence]] = {}
+        for index, terms in enumerate(option_terms):
+            own = terms - subject
+            found = [e for e in evidence if own and own <= e.terms]
+            if found:
+                support[index] = found
+        if not support:
+            return Answer(False, ABSTAIN_TEXT, -1, consulted, "no option is stated with the subject")
+        if order is not None:
+            if not subject and len(support) < 2:  # "which happened first?" needs two of the events in memory
+                return Answer(False, ABSTAIN_TEXT, -1, consulted, "fewer than two of the options are in memory")
+            when = {i: order(e.when for e in found) for i, found in support.items()}
+            best_time = order(when.values())
+            winners = [i for i, t in when.items() if t == best_time]
+        else:
+            most = max(len(found) for found in support.values())
+            winners = [i for i, found in support.items() if len(found) == most]
         if len(winners) != 1:
-            return None
-        index = winners[0]
-        return Answer(True, options[index], index, (times[index][1],), f"stated {order.__name__} in time")
+            return Answer(False, ABSTAIN_TEXT, -1, consulted, f"options {winners} are equally supported")
+        best = winners[0]
+        cited = tuple(dict.fromkeys(e.memory_id for e in support[best]))
+        how = f"stated {order.__name__} in time" if order else f"stated in {len(support[best])} sentences"
+        return Answer(True, options[best], best, cited, how)
 
-    def _extract(self, question_terms, memories, consulted) -> Answer:
-        best: tuple[int, str, str] | None = None  # (overlap, sentence, memory id)
-        for memory in memories:
-            for sentence in _sentences(memory.text):
-                overlap = len(question_terms & _terms(sentence))
-                if best is None or overlap > best[0]:
-                    best = (overlap, sentence, memory.memory_id)
-        if best is None or best[0] < self.min_overlap:
-            found = 0 if best is None else best[0]
-            return Answer(False, ABSTAIN_TEXT, -1, consulted, f"best sentence shares {found} words with the question")
-        return Answer(True, best[1], -1, (best[2],), f"sentence shares {best[0]} words with the question")
+    def _extract(self, question_terms, evidence, order, consulted) -> Answer:
+        pick = order or max
+        best = pick(evidence, key=lambda e: (len(question_terms & e.terms), e.when) if pick is max
+                    else (-len(question_terms & e.terms), e.when))
+        shared = len(question_terms & best.terms)
+        if shared < self.min_overlap:
+            return Answer(False, ABSTAIN_TEXT, -1, consulted, f"best sentence shares {shared} words with the question")
+        return Answer(True, best.sentence, -1, (best.memory_id,), f"sentence shares {shared} words with the question")
 
 
 def make_answerer(name: str, **options) -> Answerer:

@@ -22,7 +22,7 @@ MAX_QUERY_CHARS = 4000
 MAX_QUERY_TERMS = 32
 MAX_ID_CHARS = 256
 
-_STOPWORDS = frozenset([
+STOPWORDS = frozenset([
     "a", "an", "and", "are", "as", "at", "be", "by", "did", "do", "does", "for", "from", "had", "has", "have",
     "he", "her", "his", "how", "i", "in", "is", "it", "its", "of", "on", "or", "she", "that", "the", "their",
     "them", "then", "there", "they", "this", "to", "was", "were", "what", "when", "where", "which", "who",
@@ -37,7 +37,7 @@ class StoreError(ValueError):
 def query_terms(text: str) -> list[str]:
     """Lower-case word terms of free text, stop words removed: safe to hand to FTS5 quoted."""
     words = re.findall(r"\w+", text.lower())
-    return list(dict.fromkeys(w for w in words if w not in _STOPWORDS))[:MAX_QUERY_TERMS]
+    return list(dict.fromkeys(w for w in words if w not in STOPWORDS))[:MAX_QUERY_TERMS]
 
 
 def _check_text(name: str, value: str, max_chars: int) -> str:
