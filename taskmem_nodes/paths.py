@@ -36,3 +36,16 @@ def config_dir() -> Path:
     from ament_index_python.packages import get_package_share_directory
 
     return Path(get_package_share_directory("taskmem")) / "config"
+
+
+def sim_dir() -> Path:
+    """`sim/` (world configs, Gazebo and Isaac assets) of a source checkout, else the installed share copy."""
+    if (_SOURCE_ROOT / "sim").is_dir():
+        return _SOURCE_ROOT / "sim"
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("taskmem")) / "sim"
+
+
+def default_world() -> Path:
+    return sim_dir() / "worlds" / "default.yaml"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
@@ -27,7 +28,7 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class SourceInfo:
-    kind: str  # "video" | "images" | "rosbag2"
+    kind: str  # "video" | "images" | "rosbag2" | "sim"
     fps: float | None  # nominal rate, None when stamps decide
     frames: int | None  # number of frames when known
 
@@ -36,11 +37,15 @@ FrameStream = Iterator[tuple[float, np.ndarray]]
 """(offset seconds, (H, W, 3) uint8 RGB frame) pairs in stream order."""
 
 
-def open_source(path: str | Path, *, fps: float = 10.0, topic: str = "") -> tuple[SourceInfo, FrameStream]:
-    """Open a source by what `path` is. `fps` paces image folders; `topic` picks the image topic of a bag."""
+def open_source(path: str | Path, *, fps: float = 10.0, topic: str = "",
+                sim_seed: int | None = None) -> tuple[SourceInfo, FrameStream]:
+    """Open a source by what `path` is. `fps` paces image folders; `topic` picks the image topic of a bag;
+    a simulated-world file (.yaml) renders that world, with `sim_seed` replacing its seed when given."""
     path = Path(path).expanduser()
     if not path.exists():
         raise SourceError(f"no such stream source: {path}")
+    if path.suffix in (".yaml", ".yml"):
+        return _sim_world(path, sim_seed)
     if (path.is_dir() and (path / "metadata.yaml").exists()) or path.suffix in (".mcap", ".db3"):
         return _bag(path, topic)
     if path.is_dir():
@@ -71,6 +76,19 @@ def _video(path: Path):
             capture.release()
 
     return SourceInfo("video", fps, count), frames()
+
+
+def _sim_world(path: Path, seed: int | None):
+    from taskmem_nodes.sim.dataset import load_sim_config, world_frames  # the world renders through this module
+    from taskmem_nodes.sim.world import World
+
+    try:
+        world_config, _ = load_sim_config(path, seed=seed)
+    except (ValueError, TypeError, yaml.YAMLError) as err:
+        raise SourceError(f"bad world file {path}: {err}") from None
+    world = World(world_config)
+    frames = round(world_config.clips * world_config.clip_seconds * world_config.fps)
+    return SourceInfo("sim", world_config.fps, frames), world_frames(world)
 
 
 def _image_folder(path: Path, fps: float):

@@ -27,6 +27,7 @@ class BenchTask:
     answer_index: int  # index of the right option; -1 for open questions and when the right answer is to abstain
     arrival: float  # seconds from the stream start at which the question is asked (memory up to then)
     evidence: tuple[tuple[float, float], ...] = ()  # stream-time spans that hold the answer, when known
+    alternatives: tuple[str, ...] = ()  # known wrong answers of an open question (a judge rejects hedging)
 
     @property
     def should_abstain(self) -> bool:

@@ -1,4 +1,4 @@
-"""replay_camera_node: plays a video file, an image folder or a rosbag2 as a camera topic.
+"""replay_camera_node: plays a video file, an image folder, a rosbag2 or the simulated world as a camera topic.
 
 Publishes `sensor_msgs/Image` on `image_raw` (or JPEG `sensor_msgs/CompressedImage` on
 `image_raw/compressed` when `compressed` is true) with sensor-data QoS, at real time or `rate` times faster.
@@ -29,7 +29,8 @@ class ReplayCameraNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__("replay_camera", **kwargs)
-        self.source = declare(self, "source", "", "Video file, image folder, or rosbag2 (.mcap/.db3 or bag dir)")
+        self.source = declare(self, "source", "",
+                              "Video file, image folder, rosbag2 (.mcap/.db3 or bag dir), or simulated-world .yaml")
         self.rate = declare(self, "rate", 1.0, "Playback speed: 1 = real time, 4 = four times faster")
         self.loop = declare(self, "loop", False, "Start over at the end (stamps keep increasing)")
         self.frame_id = declare(self, "frame_id", "camera", "header.frame_id of published images")
@@ -37,6 +38,7 @@ class ReplayCameraNode(Node):
         self.max_image_side = declare(self, "max_image_side", 0, "Shrink frames to this longer side (0 = keep)")
         self.folder_fps = declare(self, "folder_fps", 10.0, "Frame rate of an image-folder source")
         self.bag_topic = declare(self, "bag_topic", "", "Image topic to play from a bag ('' = the first one)")
+        self.sim_seed = declare(self, "sim_seed", -1, "Seed of a simulated-world source (-1 = the file's seed)")
         self.wait_for_subscribers = declare(
             self, "wait_for_subscribers", 1, "Start only once this many subscribers are matched (0 = at once)"
         )
@@ -64,7 +66,8 @@ class ReplayCameraNode(Node):
         pass_offset = 0.0
         try:
             while not self._stop.is_set():
-                info, frames = open_source(self.source, fps=self.folder_fps, topic=self.bag_topic)
+                info, frames = open_source(self.source, fps=self.folder_fps, topic=self.bag_topic,
+                                             sim_seed=None if self.sim_seed < 0 else self.sim_seed)
                 self.state = f"playing {info.kind} {self.source}"
                 self.get_logger().info(f"{self.state} ({info.frames or '?'} frames) at {self.rate}x")
                 started = time.monotonic()
