@@ -131,6 +131,7 @@ def test_streams_as_camera_source_video_and_rosbag(tmp_path):
     assert bag_info.kind == "rosbag2" and len(bag_frames) == len(expected) == 240
     assert bag_frames[37][0] == pytest.approx(expected[37][0]) and np.array_equal(bag_frames[37][1], expected[37][1])
     video_info, video_frames = open_source(written["video"])
+    assert video_info.kind == "video" and video_info.fps == pytest.approx(2.0)
     video_frames = list(video_frames)
     assert len(video_frames) == 240 and np.abs(video_frames[37][1].astype(int) - expected[37][1]).mean() < 8
     assert written["tasks"].read_text().count('"task_id"') == len(sim.stream.tasks) > 0
