@@ -16,6 +16,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/sim/worlds", glob("sim/worlds/*.yaml")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

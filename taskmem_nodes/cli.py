@@ -12,14 +12,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from taskmem_nodes.paths import bundled_stream, default_model_dir
+from taskmem_nodes.paths import bundled_stream, default_model_dir, default_world
 from taskmem_nodes.records import format_clock
 
 app = typer.Typer(help="TaskMem: a ROS 2 memory stack that learns what to remember.", no_args_is_help=True)
 memories_app = typer.Typer(help="Inspect the memory store.", no_args_is_help=True)
 model_app = typer.Typer(help="Memorizer checkpoints.", no_args_is_help=True)
+sim_app = typer.Typer(help="The simulated world: streams with ground truth and tasks.", no_args_is_help=True)
 app.add_typer(memories_app, name="memories")
 app.add_typer(model_app, name="model")
+app.add_typer(sim_app, name="sim")
 console = Console()
 
 DEFAULT_DB = Path("~/.ros/taskmem/memory.db")
@@ -126,6 +128,117 @@ def memories_list(
         table.add_row(f"{format_clock(m.start)}-{format_clock(m.end)}", m.text, m.model_version,
                       m.adapter_version or "-")
     console.print(table)
+
+
+@app.command()
+def bench(
+    dataset: Annotated[str, typer.Option(help="synthetic | videomme | egolife | egotempo")] = "synthetic",
+    seed: Annotated[list[int] | None, typer.Option("--seed", help="World seed (repeat; default 0 1)")] = None,
+    task_mix: Annotated[str, typer.Option(help="Task type weights, e.g. location=3,count=1 ('' = world file's)")] = "",
+    systems: Annotated[str, typer.Option(help="Comma-separated: oracle, oracle-half, policy, captioner, no-memory")] = (
+        "oracle,captioner,no-memory"),
+    world: Annotated[Path | None, typer.Option(help="World file (default sim/worlds/default.yaml)")] = None,
+    streams: Annotated[int, typer.Option(help="Synthetic streams per seed")] = 4,
+    minutes: Annotated[float | None, typer.Option(help="Synthetic stream length (default: the world's)")] = None,
+    tasks_per_minute: Annotated[float | None, typer.Option(help="Synthetic questions per minute")] = None,
+    annotations: Annotated[Path | None, typer.Option(help="Published dataset: annotation file")] = None,
+    videos: Annotated[Path | None, typer.Option(help="Published dataset: folder of local videos")] = None,
+    limit: Annotated[int | None, typer.Option(help="Published dataset: at most this many streams")] = None,
+    recall: Annotated[str, typer.Option(help="whole (the paper's protocol) | retrieval (top-k from the store)")] = (
+        "whole"),
+    reference: Annotated[str, typer.Option(help="Also report paired accuracy differences against this system")] = "",
+    judge: Annotated[str, typer.Option(help="Open answers: normalized | openai:<base_url>#<model>")] = "normalized",
+    model: Annotated[str, typer.Option(help="Qwen3-VL checkpoint for policy/captioner ('' = default)")] = "",
+    out: Annotated[Path | None, typer.Option(help="Output folder (default runs/bench-<time>)")] = None,
+) -> None:
+    """The streaming benchmark: memory written clip by clip, tasks answered at arrival from memory only."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.answerer import LexicalAnswerer
+    from taskmem_nodes.bench.harness import BenchConfig
+    from taskmem_nodes.bench.judges import make_judge
+    from taskmem_nodes.bench.runner import DatasetSpec, count_clips, memorizer_settings, run_benchmark
+    from taskmem_nodes.sim.dataset import load_sim_config
+    from taskmem_nodes.sim.tasks import parse_mix
+
+    seeds = seed or [0, 1]
+    names = [s.strip() for s in systems.split(",") if s.strip()]
+    try:
+        duration = None if minutes is None else minutes * 60
+        world_config, task_config = load_sim_config(world or default_world(), duration_s=duration)
+        if task_mix:
+            task_config.mix = parse_mix(task_mix)
+        if tasks_per_minute is not None:
+            task_config.per_minute = tasks_per_minute
+        spec = DatasetSpec(dataset, world_config, task_config, streams, annotations, videos, limit)
+        open_judge = make_judge(judge)
+        config = BenchConfig(recall=recall)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    if dataset != "synthetic":
+        seeds = seeds[:1]  # a published dataset is one fixed set of streams
+    if {"policy", "captioner"} & set(names):
+        _ensure_default_model(quiet=True)
+    tokenizer = _token_counter()
+    out = out or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+    with tqdm(total=count_clips(spec, seeds, names), unit="clip", desc="memorizing") as bar:
+        try:
+            report = run_benchmark(spec, seeds, names, LexicalAnswerer(), open_judge, config,
+                                   model_settings=memorizer_settings(model), count_tokens=tokenizer,
+                                   on_clip=bar.update, reference=reference)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+    paths = report.write(out)
+    console.print(report.to_markdown())
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def _token_counter():
+    """Memory tokens are counted with the real Qwen tokenizer (as the paper's per-entry budget is)."""
+    from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
+
+    tokenizer = build_qwen_tokenizer()
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@sim_app.command("export")
+def sim_export(
+    out: Annotated[Path, typer.Option(help="Folder to write stream.avi, stream.mcap, tasks.json, truth.json")],
+    seed: Annotated[int, typer.Option(help="World seed")] = 0,
+    world: Annotated[Path | None, typer.Option(help="World file (default sim/worlds/default.yaml)")] = None,
+    task_mix: Annotated[str, typer.Option(help="Task type weights, e.g. location=3,count=1")] = "",
+    video: Annotated[bool, typer.Option(help="Write the MJPG video")] = True,
+    bag: Annotated[bool, typer.Option(help="Write the rosbag2 (.mcap)")] = True,
+) -> None:
+    """Write a simulated stream as a video, a rosbag2, and its tasks and per-clip ground truth as JSON."""
+    from taskmem_nodes.sim.dataset import export_stream, load_sim_config, make_stream
+    from taskmem_nodes.sim.tasks import parse_mix
+
+    try:
+        world_config, task_config = load_sim_config(world or default_world(), seed=seed)
+        if task_mix:
+            task_config.mix = parse_mix(task_mix)
+        written = export_stream(make_stream(world_config, task_config, f"sim{seed}"), out, video=video, bag=bag)
+    except (ValueError, FileExistsError) as err:
+        raise typer.BadParameter(str(err)) from None
+    for kind, path in written.items():
+        console.print(f"{kind}: {path}")
+
+
+@sim_app.command("preview")
+def sim_preview(
+    out: Annotated[Path, typer.Option(help="PNG to write")] = Path("sim-preview.png"),
+    seed: Annotated[int, typer.Option(help="World seed")] = 0,
+    clips: Annotated[int, typer.Option(help="Clips to show (first and last frame of each)")] = 6,
+    world: Annotated[Path | None, typer.Option(help="World file (default sim/worlds/default.yaml)")] = None,
+) -> None:
+    """A contact sheet of the first clips' frames, with each clip's ground truth printed here."""
+    from taskmem_nodes.sim.dataset import load_sim_config, preview_sheet
+
+    world_config, _ = load_sim_config(world or default_world(), seed=seed)
+    for line in preview_sheet(world_config, clips, out):
+        console.print(line)
+    console.print(f"wrote {out}")
 
 
 def _ensure_default_model(quiet: bool) -> Path:

@@ -24,7 +24,7 @@ def test_parse_mix():
 def test_tasks_are_well_formed_and_about_the_past():
     sim = make_stream(WorldConfig(seed=3), TaskConfig(), "s3")
     tasks = sim.stream.tasks
-    assert len(tasks) == 100 and {t.task_type for t in tasks} == set(TASK_TYPES)
+    assert len(tasks) == 200 and {t.task_type for t in tasks} == set(TASK_TYPES)
     assert [t.arrival for t in tasks] == sorted(t.arrival for t in tasks)
     for task in tasks:
         assert all(end <= task.arrival for _, end in task.evidence)

@@ -41,7 +41,7 @@ def parse_mix(text: str) -> dict[str, float]:
 class TaskConfig:
     """How many tasks arrive, of which types, and in which form."""
 
-    per_minute: float = 10.0
+    per_minute: float = 20.0
     """Tasks per minute of stream (they arrive at random times)."""
     mix: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TASK_TYPES, 1.0))
     """Relative weight of each task type (see `parse_mix`)."""

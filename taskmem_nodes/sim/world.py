@@ -102,8 +102,8 @@ class WorldConfig:
     def validate(self) -> None:
         if not 1 <= self.rooms <= len(DEFAULT_ROOMS):
             raise ValueError(f"rooms must be 1..{len(DEFAULT_ROOMS)}")
-        if not 1 <= self.people <= min(9, self.max_person_id):
-            raise ValueError("people must be 1..min(9, max_person_id) (ids are drawn as one digit)")
+        if not 1 <= self.people <= self.max_person_id <= len(COLOURS):
+            raise ValueError(f"need 1 <= people <= max_person_id <= {len(COLOURS)} (each id has its own shirt colour)")
         if self.duration_s < self.clip_seconds or self.fps <= 0 or self.cell_px < 8:
             raise ValueError("need duration_s >= clip_seconds, fps > 0 and cell_px >= 8")
         if unknown := set(self.object_kinds) - set(KINDS):

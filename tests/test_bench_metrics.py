@@ -1,0 +1,106 @@
+"""Benchmark figures: the paper's metrics, their spread over seeds, reports, and `taskmem bench` end to end."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from taskmem_nodes.answerer import LexicalAnswerer
+from taskmem_nodes.bench.harness import BenchConfig, TaskOutcome
+from taskmem_nodes.bench.judges import NormalizedMatchJudge
+from taskmem_nodes.bench.metrics import OVERALL, Spread, across_seeds, tally
+from taskmem_nodes.bench.runner import DatasetSpec, run_benchmark
+from taskmem_nodes.bench.types import BenchTask
+from taskmem_nodes.cli import app
+from taskmem_nodes.sim.tasks import TaskConfig, parse_mix
+from taskmem_nodes.sim.world import WorldConfig
+
+
+def outcome(task_type, options, answer_index, answered, chosen, answer="", text=""):
+    task = BenchTask("t", "s", task_type, "q?", tuple(options), answer, answer_index, 0.0)
+    return TaskOutcome(task, answered, text, chosen, ())
+
+
+def test_accuracy_is_coverage_times_precision_and_abstaining_is_right_for_not_seen():
+    outcomes = [
+        outcome("count", ["1", "2"], 1, True, 1, "2"),     # right
+        outcome("count", ["1", "2"], 1, True, 0, "2"),     # wrong
+        outcome("count", ["1", "2"], 1, False, -1, "2"),   # abstained
+        outcome("not_seen", ["a", "b"], -1, False, -1),    # right to abstain
+        outcome("not_seen", ["a", "b"], -1, True, 0),      # answered something never seen: wrong
+        outcome("location", [], -1, True, -1, "kitchen table", "2 red mugs on the kitchen table."),  # judged right
+    ]
+    result = tally(outcomes, NormalizedMatchJudge())
+    count, unseen, overall = result["count"], result["not_seen"], result[OVERALL]
+    assert (count.tasks, count.answered, count.correct) == (3, 2, 1)
+    assert count.coverage == pytest.approx(2 / 3) and count.precision == 0.5 and count.accuracy == pytest.approx(1 / 3)
+    assert (unseen.tasks, unseen.answered, unseen.correct) == (2, 2, 1)
+    assert result["location"].accuracy == 1.0
+    for t in result.values():
+        assert t.accuracy == pytest.approx(t.coverage * t.precision)
+    assert (overall.tasks, overall.answered, overall.correct) == (6, 5, 3)
+
+
+def test_spread_across_seeds():
+    spread = Spread.of([0.5, 0.7, 0.6])
+    assert spread.mean == pytest.approx(0.6) and spread.std == pytest.approx(0.1) and spread.low == 0.5
+    assert Spread.of([0.4]).as_dict()["std"] is None  # one seed has no spread
+    seeds = [tally([outcome("count", ["1"], 0, True, 0, "1")], NormalizedMatchJudge()),
+             tally([outcome("count", ["1"], 0, False, -1, "1")], NormalizedMatchJudge())]
+    assert across_seeds(seeds)["count"]["accuracy"].mean == 0.5
+
+
+SMALL = DatasetSpec("synthetic", WorldConfig(duration_s=120.0), TaskConfig(per_minute=10), streams=2)
+
+
+def test_benchmark_is_reproducible_and_orders_the_baselines(tmp_path):
+    def run():
+        return run_benchmark(SMALL, [0, 1], ["oracle", "no-memory"], LexicalAnswerer(), NormalizedMatchJudge(),
+                             BenchConfig(), workdir=tmp_path, reference="oracle").to_dict()
+
+    first, second = run(), run()
+    for report in (first, second):  # wall time is the one thing allowed to differ
+        for system in report["systems"].values():
+            system["memory"].pop("seconds_per_clip_median")
+    assert first == second
+    oracle = first["systems"]["oracle"]["summary"][OVERALL]
+    empty = first["systems"]["no-memory"]["summary"][OVERALL]
+    assert oracle["tasks"] == empty["tasks"] == sum(sum(c.values()) for c in first["task_counts"].values())
+    assert oracle["accuracy"]["mean"] > 0.85 > empty["accuracy"]["mean"]
+    assert oracle["accuracy"]["seeds"] == 2 and oracle["accuracy"]["std"] is not None
+    assert first["systems"]["oracle"]["memory"]["entries_per_clip"] == 1.0
+    assert first["systems"]["no-memory"]["memory"]["entries"] == 0
+    paired = first["differences"]["no-memory"]
+    assert paired[OVERALL]["mean"] < -0.5 and paired["not_seen"]["mean"] == 0.0 and paired["count"]["std"] is not None
+    with pytest.raises(ValueError, match="ground truth"):
+        run_benchmark(DatasetSpec("egotempo", annotations=tmp_path, videos=tmp_path), [0], ["oracle"],
+                      LexicalAnswerer(), NormalizedMatchJudge(), BenchConfig())
+
+
+def test_bench_command_writes_json_markdown_and_png(tmp_path):
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, ["bench", "--seed", "3", "--task-mix", "location=3,count=1", "--minutes", "1",
+                                      "--streams", "1", "--systems", "oracle,no-memory", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["seeds"] == [3] and set(report["task_counts"]["3"]) <= {"location", "count"}
+    assert report["settings"]["tasks"]["mix"] == parse_mix("location=3,count=1")
+    assert "| oracle | **overall** |" in (out / "report.md").read_text()
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = CliRunner().invoke(app, ["bench", "--task-mix", "places=1", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "unknown task type" in bad.output
+
+
+@pytest.mark.timeout(900)
+def test_model_systems_run_on_the_default_checkpoint(tmp_path, tiny_checkpoint):
+    """policy and captioner through the real Qwen3-VL code path (the tiny checkpoint: figures are not meaningful)."""
+    spec = DatasetSpec("synthetic", WorldConfig(duration_s=30.0), TaskConfig(per_minute=20, min_delay_s=5), streams=1)
+    from taskmem_nodes.bench.runner import memorizer_settings
+
+    report = run_benchmark(spec, [0], ["policy", "captioner"], LexicalAnswerer(), NormalizedMatchJudge(),
+                           BenchConfig(), model_settings=memorizer_settings(str(tiny_checkpoint)), workdir=tmp_path)
+    for name in ("policy", "captioner"):
+        memory = report.systems[name].memory()
+        assert memory["clips"] == 3 and memory["seconds_per_clip_median"] > 0
+        assert report.systems[name].per_seed[0][OVERALL].tasks == sum(report.task_counts[0].values()) > 0
+    assert report.to_dict()["settings"]["model"]["model_path"] == str(tiny_checkpoint)
