@@ -17,6 +17,8 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/sim/worlds", glob("sim/worlds/*.yaml")),
+        (f"share/{PACKAGE}/sim/gazebo", glob("sim/gazebo/*")),
+        (f"share/{PACKAGE}/sim/isaac", glob("sim/isaac/*")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,
