@@ -12,24 +12,35 @@ from taskmem_nodes.runner import GraphRunner
 from taskmem_nodes.video_source import write_bag
 
 
-def test_bag_replay_as_compressed_camera(tmp_path, domain_id, ros_context):
-    # 25 s at 4 fps; each frame's brightness encodes its second, so the clips can be checked
-    frames = [(i / 4, np.full((48, 64, 3), (i // 4) * 10, np.uint8)) for i in range(100)]
-    write_bag(tmp_path / "bag", iter(frames))
+def replay_clips(tmp_path, domain_id, ros_context, replay: dict, clips_wanted: int = 3):
+    """Run camera_node + replay_camera_node with `replay` parameters until the stream ends; the clips seen."""
     runner = GraphRunner(subgraph("camera", "replay_camera"), domain_id=domain_id, log_dir=tmp_path / "logs",
-                         overrides={"replay_camera": {"source": str(tmp_path / "bag"), "rate": 5.0,
-                                                      "compressed": True, "exit_when_done": True},
+                         overrides={"replay_camera": {**replay, "exit_when_done": True},
                                     "camera": {"flush_after_seconds": 1.0}})
     node = Node("replay_test", context=ros_context)
     clips = []
     sub = node.create_subscription(ClipMsg, "clips", clips.append, CLIP_QOS)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
-    with runner:
-        spin_until(executor, lambda: sub.get_publisher_count(), 30, "camera_node's clip publisher")
-        runner.start_node("replay_camera")
-        spin_until(executor, lambda: len(clips) >= 3, 60, f"3 clips (got {len(clips)}); logs in {runner.log_dir}")
-        assert runner.exited() == {"replay_camera": 0}, runner.log("replay_camera")
+    try:
+        with runner:
+            spin_until(executor, lambda: sub.get_publisher_count(), 30, "camera_node's clip publisher")
+            runner.start_node("replay_camera")
+            spin_until(executor, lambda: len(clips) >= clips_wanted, 60,
+                       f"{clips_wanted} clips (got {len(clips)}); logs in {runner.log_dir}")
+            assert runner.exited() == {"replay_camera": 0}, runner.log("replay_camera")
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+    return runner, clips
+
+
+def test_bag_replay_as_compressed_camera(tmp_path, domain_id, ros_context):
+    # 25 s at 4 fps; each frame's brightness encodes its second, so the clips can be checked
+    frames = [(i / 4, np.full((48, 64, 3), (i // 4) * 10, np.uint8)) for i in range(100)]
+    write_bag(tmp_path / "bag", iter(frames))
+    runner, clips = replay_clips(tmp_path, domain_id, ros_context, {"source": str(tmp_path / "bag"), "rate": 5.0,
+                                                                    "compressed": True})
     assert "playing rosbag2" in runner.log("replay_camera")
     starts = [to_seconds(c.start) for c in clips]
     assert [round(s - starts[0], 3) for s in starts] == [0.0, 10.0, 20.0]
@@ -39,8 +50,6 @@ def test_bag_replay_as_compressed_camera(tmp_path, domain_id, ros_context):
             second = round(to_seconds(stamp) - starts[0])
             pixels = np.frombuffer(bytes(frame.data), np.uint8)
             assert frame.encoding == "rgb8" and abs(int(pixels.mean()) - second * 10) <= 3
-    executor.shutdown()
-    node.destroy_node()
 
 
 def test_simulated_world_streams_as_a_camera(tmp_path, domain_id, ros_context):
@@ -49,20 +58,8 @@ def test_simulated_world_streams_as_a_camera(tmp_path, domain_id, ros_context):
 
     world_file = tmp_path / "world.yaml"
     world_file.write_text("world: {seed: 1, duration_s: 30.0, fps: 2.0, cell_px: 8}\n")
-    runner = GraphRunner(subgraph("camera", "replay_camera"), domain_id=domain_id, log_dir=tmp_path / "logs",
-                         overrides={"replay_camera": {"source": str(world_file), "sim_seed": 4, "rate": 10.0,
-                                                      "exit_when_done": True},
-                                    "camera": {"flush_after_seconds": 1.0}})
-    node = Node("sim_replay_test", context=ros_context)
-    clips = []
-    sub = node.create_subscription(ClipMsg, "clips", clips.append, CLIP_QOS)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    with runner:
-        spin_until(executor, lambda: sub.get_publisher_count(), 30, "camera_node's clip publisher")
-        runner.start_node("replay_camera")
-        spin_until(executor, lambda: len(clips) >= 3, 60, f"3 clips (got {len(clips)}); logs in {runner.log_dir}")
-        assert runner.exited() == {"replay_camera": 0}, runner.log("replay_camera")
+    runner, clips = replay_clips(tmp_path, domain_id, ros_context, {"source": str(world_file), "sim_seed": 4,
+                                                                    "rate": 10.0})
     assert "playing sim" in runner.log("replay_camera")
     rendered = dict(world_frames(World(WorldConfig(seed=4, duration_s=30.0, fps=2.0, cell_px=8))))
     start = to_seconds(clips[0].start)
@@ -71,5 +68,3 @@ def test_simulated_world_streams_as_a_camera(tmp_path, domain_id, ros_context):
             offset = round((to_seconds(stamp) - start) * 2) / 2
             pixels = np.frombuffer(bytes(frame.data), np.uint8).reshape(frame.height, frame.width, 3)
             assert np.array_equal(pixels, rendered[offset])  # the seed given to the node, raw frames untouched
-    executor.shutdown()
-    node.destroy_node()
