@@ -138,7 +138,7 @@ def bench(
     systems: Annotated[str, typer.Option(help="Comma-separated: oracle, oracle-half, policy, captioner, no-memory")] = (
         "oracle,captioner,no-memory"),
     world: Annotated[Path | None, typer.Option(help="World file (default sim/worlds/default.yaml)")] = None,
-    streams: Annotated[int, typer.Option(help="Synthetic streams per seed")] = 4,
+    streams: Annotated[int, typer.Option(help="Synthetic streams per seed")] = 16,
     minutes: Annotated[float | None, typer.Option(help="Synthetic stream length (default: the world's)")] = None,
     tasks_per_minute: Annotated[float | None, typer.Option(help="Synthetic questions per minute")] = None,
     annotations: Annotated[Path | None, typer.Option(help="Published dataset: annotation file")] = None,

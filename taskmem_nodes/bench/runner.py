@@ -52,8 +52,8 @@ class DatasetSpec:
     name: str = "synthetic"
     world: WorldConfig = field(default_factory=WorldConfig)
     tasks: TaskConfig = field(default_factory=TaskConfig)
-    streams: int = 4
-    """Synthetic streams (worlds) per seed."""
+    streams: int = 16
+    """Synthetic streams (worlds) per seed (16: per-type seed spread of about 1-3 points, see README)."""
     annotations: Path | None = None
     videos: Path | None = None
     limit: int | None = None

@@ -59,9 +59,9 @@ class WorldConfig:
     """Pixels per layout cell; a frame is 8 x 6 cells (256 x 192 at 32 px)."""
     rooms: int = 4
     """How many of the standard rooms (kitchen, hall, office, living room) the house has."""
-    people: int = 4
+    people: int = 6
     """People who live in the house (ids 1..people); higher ids never appear ("not seen" questions)."""
-    max_person_id: int = 6
+    max_person_id: int = 8
     """Ids up to this are used by questions; ids above `people` are never seen."""
     object_kinds: tuple[str, ...] = KINDS
     """Kinds of object, each drawn with its own shape."""
