@@ -20,6 +20,9 @@ SUPPORTED_MODEL_TYPES = ("qwen3_vl", "qwen3_vl_moe")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 THINK_OPEN = "<think>"
 FREE_DECODING_SLACK = 16  # extra new tokens beyond the budgets when decoding is unconstrained
+ALLOWED_IDS_FILE = "taskmem_allowed_token_ids.json"
+"""In a checkpoint trained with a restricted vocabulary: the token ids decoding may produce (the others'
+embedding rows were never trained)."""
 TIME_RESOLUTION = 1000.0  # frame times are handed to the processor as indices of a 1 kHz clock
 
 
@@ -158,6 +161,19 @@ def prepare_inputs(processor, request, video_max_pixels: int | None = None):
     return prompt, inputs
 
 
+class AllowedTokens:
+    """Logits processor: only the checkpoint's allowed token ids can be generated."""
+
+    def __init__(self, allowed_ids):
+        self.allowed_ids = allowed_ids
+
+    def __call__(self, input_ids, scores):
+        # scores: (B, V); every id outside the allowed set gets -inf
+        masked = scores.new_full(scores.shape, float("-inf"))
+        masked[:, self.allowed_ids] = scores[:, self.allowed_ids]
+        return masked
+
+
 class TransformersBackend:
     """`MemorizerBackend` running a Qwen3-VL checkpoint with transformers' `generate()`.
 
@@ -176,6 +192,7 @@ class TransformersBackend:
         self._device = None
         self._vocab_size = 0
         self._eos_ids: list[int] = []
+        self._allowed_ids = None  # a tensor of token ids when the checkpoint restricts decoding
 
     @property
     def loaded(self) -> bool:
@@ -209,6 +226,13 @@ class TransformersBackend:
             self._vocab_size = model.config.get_text_config().vocab_size
             eos = model.generation_config.eos_token_id
             self._eos_ids = [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+            allowed_file = self.path / ALLOWED_IDS_FILE
+            if allowed_file.is_file():
+                try:
+                    allowed = json.loads(allowed_file.read_text())
+                    self._allowed_ids = torch.tensor(sorted({*allowed, *self._eos_ids}), device=device)
+                except (ValueError, TypeError) as err:
+                    raise BackendError(f"{allowed_file} is not a JSON list of token ids: {err}") from err
             if self.config.enforce_format:  # build the cached vocabulary masks now, not in generate()
                 vocab_masks(processor.tokenizer, self._vocab_size, device)
             torch.manual_seed(self.config.seed)
@@ -222,7 +246,7 @@ class TransformersBackend:
 
         with self._lock:
             on_cuda = self._device is not None and self._device.type == "cuda"
-            self._model = self._processor = self._device = None
+            self._model = self._processor = self._device = self._allowed_ids = None
             gc.collect()
             if on_cuda:
                 torch.cuda.empty_cache()
@@ -246,6 +270,7 @@ class TransformersBackend:
             # The template may prefill "<think>\n"; it is put back so the text always opens the block.
             prefill = THINK_OPEN + "\n" if prompt.endswith(THINK_OPEN + "\n") else ""
             kwargs = {"do_sample": cfg.do_sample}
+            processors = [AllowedTokens(self._allowed_ids)] if self._allowed_ids is not None else []
             if cfg.do_sample:
                 kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p)
             if cfg.enforce_format:
@@ -259,11 +284,12 @@ class TransformersBackend:
                     eos_token_ids=self._eos_ids,
                     device=self._device,
                 )
-                kwargs["logits_processor"] = LogitsProcessorList([enforcer])
+                processors.append(enforcer)
                 kwargs["max_new_tokens"] = enforcer.max_new_tokens
             else:
                 budget = cfg.max_thinking_tokens + cfg.max_description_tokens
                 kwargs["max_new_tokens"] = budget + FREE_DECODING_SLACK
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
             output = model.generate(**inputs, **kwargs)  # (1, prompt + new)
             new_tokens = output[0, prompt_tokens:]
             text = prefill + processor.tokenizer.decode(new_tokens, skip_special_tokens=True)

@@ -1,0 +1,1 @@
+"""Training the memorization policy: data from the simulated world, vocabulary, and the training loops."""

@@ -1,0 +1,93 @@
+"""A Qwen3-VL policy for training: the real model classes and processor, with logits over a restricted set of
+token ids (the world's vocabulary) instead of all 151,936. With tied embeddings the head is the embedding
+matrix, so the restricted logits are exactly the full model's logits on those ids; the checkpoint stays a
+standard Qwen3-VL, and inference masks decoding to the same ids (`ALLOWED_IDS_FILE` in the checkpoint)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from taskmem_nodes.models.transformers_backend import ALLOWED_IDS_FILE, prepare_inputs
+from taskmem_nodes.policy import PolicyRequest
+
+THINK_PREFILL = "<think>\n"  # the chat template opens the assistant turn with it
+END_OF_TURN = "<|im_end|>"
+
+
+@dataclass
+class Sequence:
+    """One tokenized training sequence: the model inputs, and the target positions with their labels."""
+
+    inputs: dict  # processor outputs with the target appended to input_ids
+    prompt_tokens: int
+    labels: torch.Tensor  # (n_target,) indices into the allowed ids
+
+
+class RestrictedPolicy:
+    """A Qwen3-VL model and processor whose training loss only spans `allowed_ids`."""
+
+    def __init__(self, model, processor, allowed_ids: list[int]):
+        if not model.config.get_text_config().tie_word_embeddings:
+            raise ValueError("restricted logits need tied input and output embeddings")
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.allowed = torch.tensor(sorted(allowed_ids))
+        self._position = torch.full((model.config.get_text_config().vocab_size,), -1, dtype=torch.long)
+        self._position[self.allowed] = torch.arange(len(self.allowed))
+
+    @classmethod
+    def load(cls, path: str | Path, allowed_ids: list[int] | None = None) -> RestrictedPolicy:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        path = Path(path)
+        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+        if allowed_ids is None:
+            allowed_ids = json.loads((path / ALLOWED_IDS_FILE).read_text())
+        return cls(model, processor, allowed_ids)
+
+    def save(self, path: str | Path) -> None:
+        """A standard checkpoint directory plus the allowed ids."""
+        path = Path(path)
+        self.model.save_pretrained(path)
+        self.processor.save_pretrained(path)
+        (path / ALLOWED_IDS_FILE).write_text(json.dumps(self.allowed.tolist()))
+
+    def encode(self, request: PolicyRequest, target: str) -> Sequence:
+        """The prompt of `request` (exactly as inference builds it) followed by `target` and end-of-turn."""
+        prompt, inputs = prepare_inputs(self.processor, request)
+        if prompt.endswith(THINK_PREFILL) and target.startswith(THINK_PREFILL):
+            target = target[len(THINK_PREFILL):]
+        target_ids = torch.tensor(self.tokenizer.encode(target + END_OF_TURN, add_special_tokens=False))
+        labels = self._position[target_ids]
+        if (labels < 0).any():
+            unknown = self.tokenizer.decode(target_ids[labels < 0])
+            raise ValueError(f"target uses tokens outside the allowed ids: {unknown!r}")
+        prompt_tokens = inputs["input_ids"].shape[1]
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], target_ids[None]], dim=1)
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        for key in ("mm_token_type_ids", "token_type_ids"):  # per-token modality: the target is text (0)
+            if key in inputs:
+                inputs[key] = torch.cat([inputs[key], torch.zeros_like(target_ids)[None]], dim=1)
+        return Sequence(dict(inputs), prompt_tokens, labels)
+
+    def target_logits(self, sequence: Sequence) -> torch.Tensor:
+        """(n_target, n_allowed) logits at the positions that predict the target tokens."""
+        out = self.model.model(**sequence.inputs)
+        hidden = out.last_hidden_state[0, sequence.prompt_tokens - 1: -1]  # (n_target, hidden)
+        head = self.model.get_input_embeddings().weight[self.allowed]  # (n_allowed, hidden): tied head rows
+        return hidden @ head.T
+
+    def loss(self, sequence: Sequence) -> torch.Tensor:
+        """Mean cross-entropy of the target tokens."""
+        return torch.nn.functional.cross_entropy(self.target_logits(sequence), sequence.labels)
+
+    def sequence_logprob(self, sequence: Sequence) -> torch.Tensor:
+        """Sum of the target tokens' log-probabilities (for GSPO and DPO)."""
+        logprobs = torch.log_softmax(self.target_logits(sequence), dim=-1)
+        return logprobs.gather(1, sequence.labels[:, None]).sum()

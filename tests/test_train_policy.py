@@ -1,0 +1,77 @@
+"""Phase One groundwork: training examples from the simulated world, the world's vocabulary, and a Qwen3-VL
+policy trained with logits over that vocabulary only (identical to the full model's, decoding masked to it)."""
+
+import pytest
+import torch
+
+from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
+from taskmem_nodes.models.transformers_backend import TransformersBackend, TransformersBackendConfig
+from taskmem_nodes.policy import parse_output
+from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.train.examples import stream_examples, target_output, thinking_for
+from taskmem_nodes.train.policy_model import RestrictedPolicy
+from taskmem_nodes.train.vocab import training_vocabulary
+
+SHORT = WorldConfig(seed=1, duration_s=60.0)
+
+def test_examples_follow_the_policy_io():
+    world = World(SHORT)
+    examples = list(stream_examples(world, sample_fps=0.5))
+    assert [e.index for e in examples] == list(range(6))
+    for example in examples:
+        clips_in_window = min(example.index + 1, 5)
+        assert example.request.video.shape[0] == clips_in_window * 5  # 0.5 fps x 10 s per clip
+        parsed = parse_output(example.target)
+        assert parsed.description == example.description == world.describe_new(example.index)
+        assert parsed.thinking == thinking_for(world, example.index)
+    prompt = examples[5].request.messages[1]["content"][1]["text"]
+    for earlier in range(1, 5):  # the memories of the four preceding clips, not of clip 0
+        assert world.describe_new(earlier) in prompt
+    assert prompt.count("\n[") == 4 and "[0s-10s]" in prompt  # window of 50 s: clips 1-4 at 0-40 s
+    own = [f"my memory of clip {i}." for i in range(6)]
+    on_policy = list(stream_examples(world, sample_fps=0.5, preceding=own))[5]
+    assert "my memory of clip 4." in on_policy.request.messages[1]["content"][1]["text"]
+
+def test_vocabulary_covers_unseen_worlds():
+    tokenizer = build_qwen_tokenizer()
+    allowed = set(training_vocabulary(tokenizer, WorldConfig(), worlds=5))
+    assert 60 < len(allowed) < 400
+    for seed in range(30, 36):
+        world = World(WorldConfig(seed=seed))
+        for index in range(len(world.clips)):
+            text = target_output(world.describe_new(index), thinking_for(world, index)) + "<|im_end|>"
+            assert set(tokenizer.encode(text, add_special_tokens=False)) <= allowed
+
+@pytest.fixture(scope="module")
+def policy(tiny_checkpoint):
+    allowed = training_vocabulary(build_qwen_tokenizer(), WorldConfig(), worlds=2)
+    return RestrictedPolicy.load(tiny_checkpoint, allowed)
+
+def test_restricted_logits_equal_the_full_models(policy):
+    example = list(stream_examples(World(SHORT), sample_fps=0.2))[2]
+    sequence = policy.encode(example.request, example.target)
+    with torch.no_grad():
+        full = policy.model(**sequence.inputs).logits[0, sequence.prompt_tokens - 1: -1][:, policy.allowed]
+        assert torch.allclose(full, policy.target_logits(sequence), atol=1e-5)
+    with pytest.raises(ValueError, match="outside the allowed ids"):
+        policy.encode(example.request, "<think>\nok\n</think>\n\n{\"description\": \"a zebra\"}")
+
+def test_training_lowers_the_loss_and_the_checkpoint_decodes_only_allowed_ids(policy, tmp_path):
+    example = list(stream_examples(World(SHORT), sample_fps=0.2))[1]
+    sequence = policy.encode(example.request, example.target)
+    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        loss = policy.loss(sequence)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    policy.save(tmp_path / "trained")
+    backend = TransformersBackend(TransformersBackendConfig(str(tmp_path / "trained"), max_thinking_tokens=16,
+                                                            max_description_tokens=40))
+    backend.load()
+    result = backend.generate(example.request)
+    tokens = policy.tokenizer.encode(result.text.removeprefix("<think>\n"), add_special_tokens=False)
+    assert set(tokens) <= set(policy.allowed.tolist())
