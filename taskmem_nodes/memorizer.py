@@ -42,9 +42,12 @@ class Memorizer:
     """Writes one memory per clip from the clip's window and the policy's own preceding memories."""
 
     def __init__(self, backend: MemorizerBackend, *, window_clips: int = WINDOW_CLIPS,
-                 preceding_memories: int = PRECEDING_MEMORIES, adapter_version: str = ""):
+                 preceding_memories: int = PRECEDING_MEMORIES, adapter_version: str = "",
+                 frames_per_clip: int | None = None):
         self.backend = backend
         self.window_clips = window_clips
+        # None: as many as the checkpoint was trained on (its policy spec), else all sampled frames
+        self.frames_per_clip = getattr(backend, "frames_per_clip", 0) if frames_per_clip is None else frames_per_clip
         self.adapter_version = adapter_version
         self._clips: deque[Clip] = deque(maxlen=window_clips * 3)
         self._memories: deque[MemoryRecord] = deque(maxlen=preceding_memories)
@@ -61,7 +64,7 @@ class Memorizer:
         started = time.monotonic()
         model_version = self.backend.model_version
         try:
-            result = self.backend.generate(build_request(window, preceding))
+            result = self.backend.generate(build_request(window, preceding, self.frames_per_clip))
         except Exception as err:  # any backend failure is recorded; the node keeps running
             return self._rejected(clip, "", f"backend error: {type(err).__name__}: {err}", model_version)
         try:

@@ -101,13 +101,23 @@ def build_prompt_text(window_start: float, current: Clip, preceding: Sequence[Pr
     return "\n".join(lines)
 
 
-def build_request(window: Sequence[Clip], preceding: Sequence[PrecedingMemory]) -> PolicyRequest:
-    """Build the policy input for the last clip of `window` (oldest first)."""
+def pick_frames(frames: Sequence, count: int) -> list:
+    """`count` frames evenly spread over `frames`, the first and the last included (all when count is 0)."""
+    if count <= 0 or count >= len(frames):
+        return list(frames)
+    indexes = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    return [frames[i] for i in dict.fromkeys(indexes.tolist())]
+
+
+def build_request(window: Sequence[Clip], preceding: Sequence[PrecedingMemory],
+                  frames_per_clip: int = 0) -> PolicyRequest:
+    """Build the policy input for the last clip of `window` (oldest first), with `frames_per_clip` frames of
+    each clip (0: every sampled frame)."""
     if not window:
         raise ValueError("the window needs at least the current clip")
     current = window[-1]
     window_start = window[0].start
-    frames = [f for clip in window for f in clip.frames]
+    frames = [f for clip in window for f in pick_frames(clip.frames, frames_per_clip)]
     if not frames:
         raise ValueError(f"clip {current.clip_id} has no frames")
     shape = frames[-1].image.shape

@@ -11,6 +11,7 @@ from taskmem_nodes.policy import (
     PrecedingMemory,
     build_request,
     parse_output,
+    pick_frames,
     select_window,
 )
 
@@ -44,6 +45,16 @@ def test_request_holds_window_frames_and_preceding_memories():
     assert "memory 0" not in text
     assert all(f"[{10 * (i - 1)}s-{10 * i}s] memory {i}" in text for i in range(1, 5))
     assert '{"description": "..."}' in text
+
+
+def test_a_few_frames_per_clip_keep_the_first_and_the_last():
+    assert pick_frames(list(range(10)), 2) == [0, 9]
+    assert pick_frames(list(range(10)), 4) == [0, 3, 6, 9]
+    assert pick_frames(list(range(10)), 0) == list(range(10)) == pick_frames(list(range(10)), 12)
+    clips = [make_clip(100 + 10 * i) for i in range(3)]
+    request = build_request(clips, [], frames_per_clip=2)
+    assert request.video.shape == (6, 24, 32, 3)
+    assert request.frame_times == (0.0, 9.0, 10.0, 19.0, 20.0, 29.0)
 
 
 def test_frames_of_another_size_are_resized_to_the_newest():

@@ -4,6 +4,8 @@ policy trained with logits over that vocabulary only (identical to the full mode
 import pytest
 import torch
 
+from taskmem_nodes.memorizer import Memorizer
+from taskmem_nodes.models.policy_spec import POLICY_FILE, PolicySpec
 from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
 from taskmem_nodes.models.transformers_backend import TransformersBackend, TransformersBackendConfig
 from taskmem_nodes.policy import parse_output
@@ -45,7 +47,7 @@ def test_vocabulary_covers_unseen_worlds():
 @pytest.fixture(scope="module")
 def policy(tiny_checkpoint):
     allowed = training_vocabulary(build_qwen_tokenizer(), WorldConfig(), worlds=2)
-    return RestrictedPolicy.load(tiny_checkpoint, allowed)
+    return RestrictedPolicy.load(tiny_checkpoint, allowed, frames_per_clip=2)
 
 def test_restricted_logits_equal_the_full_models(policy):
     example = list(stream_examples(World(SHORT), sample_fps=0.2))[2]
@@ -57,7 +59,8 @@ def test_restricted_logits_equal_the_full_models(policy):
         policy.encode(example.request, "<think>\nok\n</think>\n\n{\"description\": \"a zebra\"}")
 
 def test_training_lowers_the_loss_and_the_checkpoint_decodes_only_allowed_ids(policy, tmp_path):
-    example = list(stream_examples(World(SHORT), sample_fps=0.2))[1]
+    example = list(stream_examples(World(SHORT), sample_fps=1.0, frames_per_clip=2))[1]
+    assert example.request.video.shape[0] == 4  # two clips, first and last frame of each
     sequence = policy.encode(example.request, example.target)
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=3e-3)
     losses = []
@@ -72,6 +75,17 @@ def test_training_lowers_the_loss_and_the_checkpoint_decodes_only_allowed_ids(po
     backend = TransformersBackend(TransformersBackendConfig(str(tmp_path / "trained"), max_thinking_tokens=16,
                                                             max_description_tokens=40))
     backend.load()
+    assert backend.frames_per_clip == 2 and Memorizer(backend).frames_per_clip == 2  # from the policy spec
     result = backend.generate(example.request)
     tokens = policy.tokenizer.encode(result.text.removeprefix("<think>\n"), add_special_tokens=False)
     assert set(tokens) <= set(policy.allowed.tolist())
+
+
+def test_policy_spec_round_trip_and_errors(tmp_path):
+    assert PolicySpec.load(tmp_path) == PolicySpec()  # no spec: no restriction, all frames
+    PolicySpec((5, 3, 9), 2).save(tmp_path)
+    assert PolicySpec.load(tmp_path) == PolicySpec((5, 3, 9), 2)
+    for bad in ("[1, 2]", '{"frames_per_clip": -1}', '{"allowed_token_ids": ["x"]}', "{"):
+        (tmp_path / POLICY_FILE).write_text(bad)
+        with pytest.raises(ValueError, match=r"policy spec|must not be negative"):
+            PolicySpec.load(tmp_path)

@@ -18,7 +18,7 @@ import numpy as np
 from taskmem_nodes.clips import Clip
 from taskmem_nodes.memorizer import Memorizer
 from taskmem_nodes.models.base import MemorizerBackend
-from taskmem_nodes.policy import PolicyRequest, parse_output
+from taskmem_nodes.policy import PolicyRequest, parse_output, pick_frames
 from taskmem_nodes.records import MemoryRecord
 
 CAPTION_PROMPT = (
@@ -72,10 +72,11 @@ class CaptionerMemorizer:
         pass
 
     def memorize(self, clip: Clip, context: ClipContext) -> str | None:
+        frames = pick_frames(clip.frames, getattr(self.backend, "frames_per_clip", 0))
         request = PolicyRequest(
             messages=[{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": CAPTION_PROMPT}]}],
-            video=np.stack([f.image for f in clip.frames]),
-            frame_times=tuple(f.stamp - clip.start for f in clip.frames),
+            video=np.stack([f.image for f in frames]),
+            frame_times=tuple(f.stamp - clip.start for f in frames),
         )
         try:
             return parse_output(self.backend.generate(request).text).description

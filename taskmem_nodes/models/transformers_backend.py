@@ -15,14 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from taskmem_nodes.models.base import BackendError, GenerationResult
+from taskmem_nodes.models.policy_spec import PolicySpec
 
 SUPPORTED_MODEL_TYPES = ("qwen3_vl", "qwen3_vl_moe")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 THINK_OPEN = "<think>"
 FREE_DECODING_SLACK = 16  # extra new tokens beyond the budgets when decoding is unconstrained
-ALLOWED_IDS_FILE = "taskmem_allowed_token_ids.json"
-"""In a checkpoint trained with a restricted vocabulary: the token ids decoding may produce (the others'
-embedding rows were never trained)."""
 TIME_RESOLUTION = 1000.0  # frame times are handed to the processor as indices of a 1 kHz clock
 
 
@@ -192,11 +190,23 @@ class TransformersBackend:
         self._device = None
         self._vocab_size = 0
         self._eos_ids: list[int] = []
+        self.spec = self._load_spec()
         self._allowed_ids = None  # a tensor of token ids when the checkpoint restricts decoding
 
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    @property
+    def frames_per_clip(self) -> int:
+        """Frames per clip the checkpoint was trained on (0: all)."""
+        return self.spec.frames_per_clip
+
+    def _load_spec(self) -> PolicySpec:
+        try:
+            return PolicySpec.load(self.path)
+        except ValueError as err:
+            raise BackendError(str(err)) from None
 
     def load(self) -> None:
         """Load processor and model (no-op when loaded); BackendError if the checkpoint is broken."""
@@ -226,13 +236,10 @@ class TransformersBackend:
             self._vocab_size = model.config.get_text_config().vocab_size
             eos = model.generation_config.eos_token_id
             self._eos_ids = [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-            allowed_file = self.path / ALLOWED_IDS_FILE
-            if allowed_file.is_file():
-                try:
-                    allowed = json.loads(allowed_file.read_text())
-                    self._allowed_ids = torch.tensor(sorted({*allowed, *self._eos_ids}), device=device)
-                except (ValueError, TypeError) as err:
-                    raise BackendError(f"{allowed_file} is not a JSON list of token ids: {err}") from err
+            self.spec = self._load_spec()
+            if self.spec.allowed_token_ids:
+                allowed = sorted({*self.spec.allowed_token_ids, *self._eos_ids})
+                self._allowed_ids = torch.tensor(allowed, device=device)
             if self.config.enforce_format:  # build the cached vocabulary masks now, not in generate()
                 vocab_masks(processor.tokenizer, self._vocab_size, device)
             torch.manual_seed(self.config.seed)

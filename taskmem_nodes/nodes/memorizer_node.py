@@ -43,6 +43,7 @@ class MemorizerNode(LifecycleNode):
         declare(self, "enforce_format", False, "Constrain decoding to the memory format (untrained models)")
         declare(self, "window_clips", 5, "Clips in the policy's window (current + preceding)")
         declare(self, "preceding_memories", 4, "Own earlier memories shown to the policy")
+        declare(self, "frames_per_clip", -1, "Frames of each clip the policy sees (-1: the checkpoint's, 0: all)")
         declare(self, "queue_size", 2, "Clips waiting for the model; the oldest is dropped when full")
 
         self.memorizer: Memorizer | None = None
@@ -65,7 +66,7 @@ class MemorizerNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         p = {name: self.get_parameter(name).value for name in (
             "backend", "model_path", "device", "dtype", "max_thinking_tokens", "max_description_tokens",
-            "enforce_format", "window_clips", "preceding_memories", "queue_size")}
+            "enforce_format", "window_clips", "preceding_memories", "frames_per_clip", "queue_size")}
         model_path = p["model_path"] or str(default_model_dir())
         try:
             backend = load_backend(
@@ -78,7 +79,8 @@ class MemorizerNode(LifecycleNode):
             self.last_error = f"cannot load model {model_path}: {err}"
             self.get_logger().error(self.last_error)
             return TransitionCallbackReturn.FAILURE
-        self.memorizer = Memorizer(backend, window_clips=p["window_clips"], preceding_memories=p["preceding_memories"])
+        self.memorizer = Memorizer(backend, window_clips=p["window_clips"], preceding_memories=p["preceding_memories"],
+                                   frames_per_clip=None if p["frames_per_clip"] < 0 else p["frames_per_clip"])
         try:
             self.get_logger().info(f"warm-up generation took {self.memorizer.warm_up():.2f} s")
         except Exception as err:  # a model that cannot generate is not configured

@@ -57,7 +57,7 @@ def stream_clips(world: World, sample_fps: float) -> list[Clip]:
     return clips + list(cutter.flush())
 
 
-def stream_examples(world: World, *, sample_fps: float = 1.0,
+def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
                     preceding: list[str] | None = None) -> Iterator[ClipExample]:
     """Examples for every clip of `world`, in stream order. The preceding memories shown are `preceding[i]`
     for clip i when given (the policy's own outputs: the on-policy curriculum), else the ground truth."""
@@ -68,5 +68,5 @@ def stream_examples(world: World, *, sample_fps: float = 1.0,
         texts = [preceding[i] if preceding is not None else world.describe_new(i) for i in earlier]
         memories = [PrecedingMemory(clips[i].start, clips[i].end, text) for i, text in zip(earlier, texts) if text]
         description = world.describe_new(index)
-        yield ClipExample(world, index, build_request(window, memories), description,
+        yield ClipExample(world, index, build_request(window, memories, frames_per_clip), description,
                           target_output(description, thinking_for(world, index)))

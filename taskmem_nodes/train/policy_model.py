@@ -1,17 +1,17 @@
 """A Qwen3-VL policy for training: the real model classes and processor, with logits over a restricted set of
 token ids (the world's vocabulary) instead of all 151,936. With tied embeddings the head is the embedding
 matrix, so the restricted logits are exactly the full model's logits on those ids; the checkpoint stays a
-standard Qwen3-VL, and inference masks decoding to the same ids (`ALLOWED_IDS_FILE` in the checkpoint)."""
+standard Qwen3-VL, and inference masks decoding to the same ids (its `PolicySpec`)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from taskmem_nodes.models.transformers_backend import ALLOWED_IDS_FILE, prepare_inputs
+from taskmem_nodes.models.policy_spec import PolicySpec
+from taskmem_nodes.models.transformers_backend import prepare_inputs
 from taskmem_nodes.policy import PolicyRequest
 
 THINK_PREFILL = "<think>\n"  # the chat template opens the assistant turn with it
@@ -30,33 +30,38 @@ class Sequence:
 class RestrictedPolicy:
     """A Qwen3-VL model and processor whose training loss only spans `allowed_ids`."""
 
-    def __init__(self, model, processor, allowed_ids: list[int]):
+    def __init__(self, model, processor, allowed_ids: list[int], frames_per_clip: int = 0):
         if not model.config.get_text_config().tie_word_embeddings:
             raise ValueError("restricted logits need tied input and output embeddings")
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.allowed = torch.tensor(sorted(allowed_ids))
+        self.frames_per_clip = frames_per_clip
         self._position = torch.full((model.config.get_text_config().vocab_size,), -1, dtype=torch.long)
         self._position[self.allowed] = torch.arange(len(self.allowed))
 
     @classmethod
-    def load(cls, path: str | Path, allowed_ids: list[int] | None = None) -> RestrictedPolicy:
+    def load(cls, path: str | Path, allowed_ids: list[int] | None = None,
+             frames_per_clip: int | None = None) -> RestrictedPolicy:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         path = Path(path)
         processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, local_files_only=True)
-        if allowed_ids is None:
-            allowed_ids = json.loads((path / ALLOWED_IDS_FILE).read_text())
-        return cls(model, processor, allowed_ids)
+        spec = PolicySpec.load(path)
+        allowed = allowed_ids if allowed_ids is not None else spec.allowed_token_ids
+        if not allowed:
+            raise ValueError(f"{path} has no allowed token ids; pass the training vocabulary")
+        frames = spec.frames_per_clip if frames_per_clip is None else frames_per_clip
+        return cls(model, processor, list(allowed), frames)
 
     def save(self, path: str | Path) -> None:
-        """A standard checkpoint directory plus the allowed ids."""
+        """A standard checkpoint directory plus the policy spec (allowed ids, frames per clip)."""
         path = Path(path)
         self.model.save_pretrained(path)
         self.processor.save_pretrained(path)
-        (path / ALLOWED_IDS_FILE).write_text(json.dumps(self.allowed.tolist()))
+        PolicySpec(tuple(self.allowed.tolist()), self.frames_per_clip).save(path)
 
     def encode(self, request: PolicyRequest, target: str) -> Sequence:
         """The prompt of `request` (exactly as inference builds it) followed by `target` and end-of-turn."""
