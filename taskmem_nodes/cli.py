@@ -19,9 +19,11 @@ app = typer.Typer(help="TaskMem: a ROS 2 memory stack that learns what to rememb
 memories_app = typer.Typer(help="Inspect the memory store.", no_args_is_help=True)
 model_app = typer.Typer(help="Memorizer checkpoints.", no_args_is_help=True)
 sim_app = typer.Typer(help="The simulated world: streams with ground truth and tasks.", no_args_is_help=True)
+train_app = typer.Typer(help="Training the memorization policy.", no_args_is_help=True)
 app.add_typer(memories_app, name="memories")
 app.add_typer(model_app, name="model")
 app.add_typer(sim_app, name="sim")
+app.add_typer(train_app, name="train")
 console = Console()
 
 DEFAULT_DB = Path("~/.ros/taskmem/memory.db")
@@ -239,6 +241,33 @@ def sim_preview(
     for line in preview_sheet(world_config, clips, out):
         console.print(line)
     console.print(f"wrote {out}")
+
+
+@train_app.command("warm-start")
+def train_warm_start(
+    config: Annotated[Path, typer.Option(help="Recipe file (config/train/warm_start_tiny.yaml)")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: the recipe's out_dir)")] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the recipe's steps")] = None,
+) -> None:
+    """Phase One step 1: supervised warm start on the simulated world (resumes from <out>/last)."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.train.warm_start import WarmStartConfig
+    from taskmem_nodes.train.warm_start import train_warm_start as run
+
+    overrides = {k: v for k, v in (("out_dir", str(out) if out else None), ("steps", steps)) if v is not None}
+    try:
+        recipe = WarmStartConfig.from_yaml(config, **overrides)
+    except (ValueError, TypeError) as err:
+        raise typer.BadParameter(str(err)) from None
+    with tqdm(total=recipe.steps, unit="step", desc="warm start") as bar:
+        def report(step, loss):
+            bar.n = step
+            bar.set_postfix(loss=f"{loss:.3f}")
+            bar.refresh()
+
+        final = run(recipe, on_step=report)
+    console.print(f"final checkpoint: {final}; loss curve: {Path(recipe.out_dir) / 'loss.png'}")
 
 
 def _ensure_default_model(quiet: bool) -> Path:

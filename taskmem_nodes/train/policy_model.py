@@ -61,6 +61,8 @@ class RestrictedPolicy:
         path = Path(path)
         self.model.save_pretrained(path)
         self.processor.save_pretrained(path)
+        self.processor.image_processor.save_pretrained(path)  # the per-processor files other loaders look for
+        self.processor.video_processor.save_pretrained(path)
         PolicySpec(tuple(self.allowed.tolist()), self.frames_per_clip).save(path)
 
     def encode(self, request: PolicyRequest, target: str) -> Sequence:
