@@ -1,0 +1,34 @@
+"""Ground-truth judging of memory entries: fidelity, redundancy, richness."""
+
+from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.train.fact_judge import judge_entry, statements
+
+
+def test_statements_are_normalized_sentences():
+    assert statements("In the  Kitchen. 2 red mugs on the kitchen table.") == ["in the kitchen",
+                                                                               "2 red mugs on the kitchen table"]
+    assert statements("") == []
+
+
+def test_ground_truth_entries_are_correct_and_mistakes_are_caught():
+    world = World(WorldConfig(seed=3, duration_s=300.0))
+
+    def preceding_of(i):
+        return [world.describe_new(j) for j in range(max(0, i - 4), i)]
+
+    def still_true_and_said(i):  # facts already in memory that the clip shows again
+        said = {s for m in preceding_of(i) for s in statements(m) if not s.startswith("in the ")}
+        return sorted(said & set(statements(world.describe(i))))
+
+    index = next(i for i, c in enumerate(world.clips) if i >= 2 and c.events and still_true_and_said(i))
+    preceding = preceding_of(index)
+    truth = world.describe_new(index)
+    verdict = judge_entry(world, index, truth, preceding)
+    assert verdict.correct and verdict.fidelity == 1.0 and verdict.rich == len(statements(truth)) - 1
+    wrong = truth + " a purple zebra appears on the kitchen table."
+    bad = judge_entry(world, index, wrong, preceding)
+    assert not bad.correct and bad.true == verdict.true and bad.fidelity < 1.0
+    repeated = judge_entry(world, index, f"{truth} {still_true_and_said(index)[0]}.", preceding)
+    assert repeated.redundant == 1 and repeated.true == verdict.true + 1  # true, but said before
+    assert not repeated.correct and repeated.rich == verdict.rich
+    assert judge_entry(world, index, "", preceding).fidelity == 0.0
