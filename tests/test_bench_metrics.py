@@ -70,6 +70,9 @@ def test_benchmark_is_reproducible_and_orders_the_baselines(tmp_path):
     assert oracle["accuracy"]["seeds"] == 2 and oracle["accuracy"]["std"] is not None
     assert first["systems"]["oracle"]["memory"]["entries_per_clip"] == 1.0
     assert first["systems"]["no-memory"]["memory"]["entries"] == 0
+    quality = first["systems"]["oracle"]["memory"]
+    assert quality["fidelity"] == 1.0 and quality["redundancy"] == 0.0 and quality["correct_entries"] == 1.0
+    assert quality["richness"] > 1.0
     paired = first["differences"]["no-memory"]
     assert paired[OVERALL]["mean"] < -0.5 and paired["not_seen"]["mean"] == 0.0 and paired["count"]["std"] is not None
     with pytest.raises(ValueError, match="ground truth"):

@@ -21,6 +21,7 @@ class SystemReport:
     entries: int = 0
     entry_tokens: list[int] = field(default_factory=list)
     seconds_per_clip: list[float] = field(default_factory=list)
+    verdicts: list = field(default_factory=list)  # EntryVerdicts of every entry, when ground truth is known
 
     def summary(self) -> dict:
         spreads = across_seeds(list(self.per_seed.values()))
@@ -35,6 +36,20 @@ class SystemReport:
             "tokens_per_entry_median": statistics.median(self.entry_tokens) if self.entry_tokens else 0.0,
             "tokens_per_clip": tokens / self.clips if self.clips else 0.0,
             "seconds_per_clip_median": statistics.median(self.seconds_per_clip) if self.seconds_per_clip else 0.0,
+            **self.quality(),
+        }
+
+    def quality(self) -> dict[str, float]:
+        """Against ground truth (synthetic world): fidelity = true / stated statements, richness = new true
+        facts per entry, redundancy = repeated / stated statements, correct = entries all true and new."""
+        if not self.verdicts:
+            return {}
+        stated = sum(v.statements for v in self.verdicts) or 1
+        return {
+            "fidelity": sum(v.true for v in self.verdicts) / stated,
+            "richness": sum(v.rich for v in self.verdicts) / len(self.verdicts),
+            "redundancy": sum(v.redundant for v in self.verdicts) / stated,
+            "correct_entries": sum(v.correct for v in self.verdicts) / len(self.verdicts),
         }
 
 
@@ -91,12 +106,13 @@ class BenchReport:
                 label = f"**{task_type}**" if task_type == OVERALL else task_type
                 cells = " | ".join(_percent(row[m]) for m in METRICS)
                 lines.append(f"| {name} | {label} | {row['tasks']} | {cells} |")
-        lines += ["", "| system | entries / clip | tokens / entry (median) | tokens / clip | s / clip (median) |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += ["", "| system | entries / clip | tokens / entry (median) | tokens / clip | s / clip (median) "
+                      "| fidelity | richness | redundancy |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for name, system in self.systems.items():
             m = system.memory()
+            quality = " | ".join(f"{m[k]:.2f}" if k in m else "-" for k in ("fidelity", "richness", "redundancy"))
             lines.append(f"| {name} | {m['entries_per_clip']:.2f} | {m['tokens_per_entry_median']:.0f} | "
-                         f"{m['tokens_per_clip']:.1f} | {m['seconds_per_clip_median']:.3f} |")
+                         f"{m['tokens_per_clip']:.1f} | {m['seconds_per_clip_median']:.3f} | {quality} |")
         if self.reference:
             lines += ["", f"Accuracy minus `{self.reference}` on the same seeds (points; mean ± std over seeds):", "",
                       "| system | " + " | ".join(self._types()) + " |", "|---|" + "---:|" * len(self._types())]

@@ -40,6 +40,7 @@ from taskmem_nodes.paths import config_dir, default_model_dir
 from taskmem_nodes.sim.dataset import synthetic_dataset
 from taskmem_nodes.sim.tasks import TaskConfig
 from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry
 
 SYSTEMS = ("oracle", "oracle-half", "policy", "captioner", "no-memory")
 DATASETS = ("synthetic", "videomme", "egolife", "egotempo")
@@ -170,6 +171,8 @@ def run_benchmark(spec: DatasetSpec, seeds: list[int], systems: list[str], answe
                 report.entries += len(run.memories)
                 report.entry_tokens += [count_tokens(m.text) for m in run.memories]
                 report.seconds_per_clip += run.memorize_seconds
+                if stream.stream_id in worlds:
+                    report.verdicts += judge_stream(worlds[stream.stream_id], run.memories)
             report.per_seed[seed] = tally(outcomes, judge)
     settings = {"bench": dataclasses.asdict(config), "answerer": answerer.name, "judge": judge.name}
     if spec.name == "synthetic":
@@ -180,6 +183,14 @@ def run_benchmark(spec: DatasetSpec, seeds: list[int], systems: list[str], answe
     if factory.used_model:
         settings["model"] = factory.model_settings
     return BenchReport(spec.name, seeds, settings, task_counts, reports, reference)
+
+
+def judge_stream(world: World, memories: list) -> list[EntryVerdict]:
+    """Ground-truth verdicts of a stream's memories, each against the clip it was written for and the
+    memories written for the four clips before it."""
+    by_index = {round(m.start / world.config.clip_seconds): m.text for m in memories}
+    return [judge_entry(world, index, text, [by_index[i] for i in range(index - 4, index) if i in by_index])
+            for index, text in sorted(by_index.items()) if index < len(world.clips)]
 
 
 def count_clips(spec: DatasetSpec, seeds: list[int], systems: list[str]) -> int | None:

@@ -2,7 +2,8 @@
 
 - a *statement* is a sentence of the entry; it is **true** when it states a fact the camera saw in the clip
   (its canonical sentence, compared after normalizing case, spaces and the full stop);
-- it is **redundant** when one of the preceding memories already states it (the room sentence aside);
+- it is **redundant** when one of the preceding memories already states it and it is not new in this clip
+  (a state that changed and changed back, or a person who came back, is worth stating again);
 - the entry is **correct** (quality: fidelity AND non-redundancy) when every statement is true and none is
   redundant; its **richness** is the number of distinct true statements that are not redundant.
 On real video the same questions go to an LLM judge behind `taskmem_nodes.bench.judges`' endpoint.
@@ -46,7 +47,8 @@ def judge_entry(world: World, index: int, text: str, preceding: Sequence[str] = 
     clip = world.clips[index]
     truth = {s for fact in clip.facts for s in statements(fact.text)}
     room = statements(f"in the {clip.room}.")[0]
-    said_before = {s for memory in preceding for s in statements(memory)} - {room}
+    new = set(statements(world.describe_new(index)))
+    said_before = {s for memory in preceding for s in statements(memory)} - {room} - new
     said = statements(text)
     true = [s for s in said if s in truth]
     redundant = [s for s in said if s in said_before]
