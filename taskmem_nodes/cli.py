@@ -270,6 +270,33 @@ def train_warm_start(
     console.print(f"final checkpoint: {final}; loss curve: {Path(recipe.out_dir) / 'loss.png'}")
 
 
+@train_app.command("phase-one")
+def train_phase_one(
+    config: Annotated[Path, typer.Option(help="Recipe file (config/train/phase_one_tiny.yaml)")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: the recipe's out_dir)")] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the recipe's steps")] = None,
+) -> None:
+    """Phase One step 2: GSPO with the paper's rewards on the simulated world (resumes from <out>/last)."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.train.gspo import PhaseOneConfig
+    from taskmem_nodes.train.gspo import train_phase_one as run
+
+    overrides = {k: v for k, v in (("out_dir", str(out) if out else None), ("steps", steps)) if v is not None}
+    try:
+        recipe = PhaseOneConfig.from_yaml(config, **overrides)
+    except (ValueError, TypeError) as err:
+        raise typer.BadParameter(str(err)) from None
+    with tqdm(total=recipe.steps, unit="step", desc="GSPO") as bar:
+        def report(step, summary):
+            bar.n = step
+            bar.set_postfix(reward=f"{summary['reward']:.2f}", correct=f"{summary['correct']:.2f}")
+            bar.refresh()
+
+        final = run(recipe, on_step=report)
+    console.print(f"final checkpoint: {final}; reward curves: {Path(recipe.out_dir) / 'rewards.png'}")
+
+
 def _ensure_default_model(quiet: bool) -> Path:
     from taskmem_nodes.models.tiny import build_tiny_checkpoint
 

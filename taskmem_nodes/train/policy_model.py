@@ -67,10 +67,14 @@ class RestrictedPolicy:
 
     def encode(self, request: PolicyRequest, target: str) -> Sequence:
         """The prompt of `request` (exactly as inference builds it) followed by `target` and end-of-turn."""
-        prompt, inputs = prepare_inputs(self.processor, request)
-        if prompt.endswith(THINK_PREFILL) and target.startswith(THINK_PREFILL):
+        if target.startswith(THINK_PREFILL):  # the chat template already opened the thinking block
             target = target[len(THINK_PREFILL):]
-        target_ids = torch.tensor(self.tokenizer.encode(target + END_OF_TURN, add_special_tokens=False))
+        return self.encode_ids(request, torch.tensor(self.tokenizer.encode(target + END_OF_TURN,
+                                                                           add_special_tokens=False)))
+
+    def encode_ids(self, request: PolicyRequest, target_ids: torch.Tensor) -> Sequence:
+        """The prompt of `request` followed by the token ids of an answer (e.g. a sampled rollout)."""
+        _, inputs = prepare_inputs(self.processor, request)
         labels = self._position[target_ids]
         if (labels < 0).any():
             unknown = self.tokenizer.decode(target_ids[labels < 0])
@@ -78,7 +82,7 @@ class RestrictedPolicy:
         prompt_tokens = inputs["input_ids"].shape[1]
         inputs["input_ids"] = torch.cat([inputs["input_ids"], target_ids[None]], dim=1)
         inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-        for key in ("mm_token_type_ids", "token_type_ids"):  # per-token modality: the target is text (0)
+        for key in ("mm_token_type_ids", "token_type_ids"):  # per-token modality: the answer is text (0)
             if key in inputs:
                 inputs[key] = torch.cat([inputs[key], torch.zeros_like(target_ids)[None]], dim=1)
         return Sequence(dict(inputs), prompt_tokens, labels)

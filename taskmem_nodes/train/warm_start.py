@@ -127,7 +127,7 @@ def _build_policy(config: WarmStartConfig, out: Path) -> RestrictedPolicy:
     return policy
 
 
-def _save(policy: RestrictedPolicy, optimizer, state: dict, target: Path) -> None:
+def save_checkpoint(policy: RestrictedPolicy, optimizer, state: dict, target: Path) -> None:
     """Write a checkpoint next to `target`, then swap it in: a kill mid-write leaves the previous one."""
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -181,7 +181,7 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
         if on_step is not None:
             on_step(step, total)
         if step % config.checkpoint_every == 0 or step == config.steps:
-            _save(policy, optimizer, state, last)
+            save_checkpoint(policy, optimizer, state, last)
     final = out / "final"
     shutil.rmtree(final, ignore_errors=True)
     policy.model.eval()

@@ -1,0 +1,258 @@
+"""Phase One, step 2: reinforcement learning of the memorization policy with GSPO on the simulated world.
+
+Run:  taskmem train phase-one --config config/train/phase_one_tiny.yaml
+
+GSPO is sequence-level GRPO: for each clip the policy samples a group of G memories; each gets the Phase One
+reward (`rewards.py`, judged against ground truth); advantages are the rewards normalised within the group;
+the loss is -A_i * s_i with s_i = exp(mean token log-ratio of rollout i), clipped, no KL term. trl's
+GRPOTrainer has no video input, hence this short loop.
+
+The curriculum is on-policy and streaming: `streams` worlds advance one clip per step, and the preceding
+memories each prompt shows are the policy's own outputs for the earlier clips of that world.
+Checkpoints (`<out>/last`) hold the model, the optimizer and the streams' positions and memories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import torch
+import yaml
+
+from taskmem_nodes.models.transformers_backend import AllowedTokens, prepare_inputs
+from taskmem_nodes.policy import MemoryParseError, PrecedingMemory, build_request, parse_output, select_window
+from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.train.examples import stream_clips
+from taskmem_nodes.train.fact_judge import judge_entry
+from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
+from taskmem_nodes.train.rewards import RewardConfig, score_group
+from taskmem_nodes.train.warm_start import TRAIN_SEED_BASE, save_checkpoint
+
+
+@dataclass
+class PhaseOneConfig:
+    """Everything that shapes a GSPO run."""
+
+    out_dir: str = "runs/phase-one"
+    """Checkpoints, the log and the reward plot."""
+    init_checkpoint: str = "runs/warm-start/final"
+    """The warm-started policy to improve (or a previous Phase One run)."""
+    world: dict = field(default_factory=dict)
+    """Overrides of the world settings for the training worlds."""
+    streams: int = 2
+    """Worlds advanced in parallel, one clip per step each."""
+    group_size: int = 8
+    """Rollouts per clip (the paper: 8)."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts."""
+    max_new_tokens: int = 96
+    """Longest rollout."""
+    steps: int = 200
+    """Optimizer steps."""
+    lr: float = 2e-5
+    """Learning rate (constant)."""
+    clip_epsilon: float = 0.2
+    """Clipping of the sequence-level ratio."""
+    rewards: dict = field(default_factory=dict)
+    """Overrides of `RewardConfig`."""
+    checkpoint_every: int = 20
+    """Steps between resumable checkpoints."""
+    seed: int = 0
+    """Sampling and world seeds."""
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> PhaseOneConfig:
+        data = {**(yaml.safe_load(Path(path).read_text()) or {}), **overrides}
+        known = {f.name for f in dataclasses.fields(cls)}
+        if unknown := sorted(set(data) - known):
+            raise ValueError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class StreamState:
+    """Where one training world is, and what the policy itself wrote for its earlier clips."""
+
+    world_seed: int
+    index: int = 0
+    memories: list[str] = field(default_factory=list)  # one per clip so far ("" when the output was unusable)
+
+
+class Curriculum:
+    """The on-policy streaming curriculum: worlds in order of seed, each played clip by clip."""
+
+    def __init__(self, config: PhaseOneConfig, frames_per_clip: int, states: list[StreamState] | None = None):
+        self.world_config = WorldConfig.from_dict(config.world)
+        self.frames_per_clip = frames_per_clip
+        first = TRAIN_SEED_BASE + 500_000 + config.seed * 100_000  # apart from the warm start's worlds
+        self.states = states or [StreamState(first + i) for i in range(config.streams)]
+        self.next_seed = max(s.world_seed for s in self.states) + 1
+        self._worlds: dict[int, tuple[World, list]] = {}
+
+    def world(self, state: StreamState) -> tuple[World, list]:
+        if state.world_seed not in self._worlds:
+            world = World(dataclasses.replace(self.world_config, seed=state.world_seed))
+            self._worlds[state.world_seed] = (world, stream_clips(world, 1.0))
+        return self._worlds[state.world_seed]
+
+    def request(self, state: StreamState):
+        """The policy input for the stream's current clip, with its own preceding memories."""
+        _, clips = self.world(state)
+        clip = clips[state.index]
+        window = select_window(clips[: state.index + 1], clip)
+        earlier = range(max(0, state.index - 4), state.index)
+        preceding = [PrecedingMemory(clips[i].start, clips[i].end, state.memories[i]) for i in earlier
+                     if state.memories[i]]
+        return build_request(window, preceding, self.frames_per_clip)
+
+    def advance(self, state: StreamState, memory: str) -> None:
+        state.memories.append(memory)
+        state.index += 1
+        world, _ = self.world(state)
+        if state.index >= len(world.clips):  # the world ended: start the next one
+            self._worlds.pop(state.world_seed, None)
+            state.world_seed, state.index, state.memories = self.next_seed, 0, []
+            self.next_seed += 1
+
+
+def sample_group(policy: RestrictedPolicy, request, config: PhaseOneConfig) -> list[torch.Tensor]:
+    """G rollouts (generated token ids, end-of-turn included) from the current policy."""
+    from transformers import LogitsProcessorList
+
+    _, inputs = prepare_inputs(policy.processor, request)
+    prompt_tokens = inputs["input_ids"].shape[1]
+    eos = policy.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    with torch.no_grad():
+        output = policy.model.generate(
+            **inputs, do_sample=True, temperature=config.temperature, top_p=1.0, top_k=0,
+            num_return_sequences=config.group_size, max_new_tokens=config.max_new_tokens,
+            logits_processor=LogitsProcessorList([AllowedTokens(policy.allowed)]), eos_token_id=eos,
+            pad_token_id=eos,
+        )
+    rollouts = []
+    for row in output[:, prompt_tokens:]:
+        ends = (row == eos).nonzero()
+        rollouts.append(row[: int(ends[0]) + 1] if len(ends) else row)
+    return rollouts
+
+
+def gspo_loss(policy: RestrictedPolicy, request, rollouts: list[torch.Tensor], advantages: list[float],
+              epsilon: float, old_logprobs: list[float] | None = None) -> torch.Tensor:
+    """Mean over the group of -min(s A, clip(s) A), s = exp(mean log-ratio of the rollout's tokens against the
+    policy that sampled it; on-policy, with `old_logprobs` None, s is 1 and carries the gradient)."""
+    total = torch.zeros(())
+    for i, (ids, advantage) in enumerate(zip(rollouts, advantages, strict=True)):
+        mean_logprob = policy.sequence_logprob(policy.encode_ids(request, ids)) / len(ids)
+        old = mean_logprob.detach() if old_logprobs is None else old_logprobs[i]
+        ratio = torch.exp(mean_logprob - old)
+        total = total - torch.min(ratio * advantage, ratio.clamp(1 - epsilon, 1 + epsilon) * advantage)
+    return total / len(rollouts)
+
+
+def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], None] | None = None) -> Path:
+    """Run (or resume) GSPO; returns the final checkpoint directory."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+    last = out / "last"
+    resume = (last / "trainer_state.pt").exists()
+    policy = RestrictedPolicy.load(last if resume else Path(config.init_checkpoint))
+    policy.model.float()
+    state = torch.load(last / "trainer_state.pt", weights_only=False) if resume else {"step": 0, "log": []}
+    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr, weight_decay=0.0)
+    if "optimizer" in state:
+        optimizer.load_state_dict(state.pop("optimizer"))
+    curriculum = Curriculum(config, policy.frames_per_clip, [StreamState(**s) for s in state.get("streams", [])]
+                            or None)
+    rewards = RewardConfig(**config.rewards)
+    torch.manual_seed(config.seed + state["step"])  # a resumed run samples like a fresh one at that step
+
+    def count_tokens(text: str) -> int:
+        return len(policy.tokenizer.encode(text, add_special_tokens=False))
+
+    step = state["step"]
+    while step < config.steps:
+        started = time.monotonic()
+        optimizer.zero_grad()
+        groups = [_learn_from_clip(policy, curriculum, stream, config, rewards, count_tokens)
+                  for stream in curriculum.states]
+        summary = {key: sum(g[key] for g in groups) / len(groups) for key in groups[0]}
+        torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        state["log"].append({"step": step, **summary, "seconds": time.monotonic() - started})
+        state["step"] = step
+        state["streams"] = [dataclasses.asdict(s) for s in curriculum.states]
+        if on_step is not None:
+            on_step(step, summary)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save_checkpoint(policy, optimizer, state, last)
+    final = out / "final"
+    shutil.rmtree(final, ignore_errors=True)
+    policy.model.eval()
+    policy.save(final)
+    (out / "log.json").write_text(json.dumps(state["log"]))
+    plot_rewards(state["log"], out / "rewards.png")
+    return final
+
+
+def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: StreamState,
+                     config: PhaseOneConfig, rewards: RewardConfig, count_tokens) -> dict[str, float]:
+    """Sample a group for the stream's current clip, score it, add its GSPO gradient (scaled to the step's
+    streams), advance the stream with the policy's own memory; returns the group's means."""
+    world, _ = curriculum.world(stream)
+    request = curriculum.request(stream)
+    policy.model.eval()
+    rollouts = sample_group(policy, request, config)
+    texts = [THINK_PREFILL + policy.tokenizer.decode(r, skip_special_tokens=True) for r in rollouts]
+    preceding = stream.memories[max(0, stream.index - 4): stream.index]
+    judge = partial(judge_entry, world, stream.index, preceding=preceding)
+    scored = score_group(texts, judge, count_tokens, rewards)
+    values = torch.tensor([s.reward for s in scored])
+    policy.model.train()
+    if values.std() > 1e-6:  # a group whose rollouts all score alike teaches nothing
+        advantages = ((values - values.mean()) / values.std()).tolist()
+        loss = gspo_loss(policy, request, rollouts, advantages, config.clip_epsilon)  # one on-policy update
+        (loss / len(curriculum.states)).backward()
+    curriculum.advance(stream, _description(texts[0]))  # the first rollout is the memory carried on
+    return {
+        "reward": float(values.mean()),
+        "parsed": sum(s.parsed for s in scored) / len(scored),
+        "correct": sum(bool(s.verdict and s.verdict.correct) for s in scored) / len(scored),
+        "rich": sum(s.verdict.rich for s in scored if s.verdict) / len(scored),
+        "thinking_penalty": sum(s.thinking_penalty for s in scored) / len(scored),
+    }
+
+
+def _description(text: str) -> str:
+    try:
+        return parse_output(text).description
+    except MemoryParseError:
+        return ""
+
+
+def plot_rewards(log: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [e["step"] for e in log]
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    axes[0].plot(steps, [e["reward"] for e in log], label="mean reward")
+    axes[0].set(xlabel="step", title="GSPO: reward")
+    for key in ("parsed", "correct"):
+        axes[1].plot(steps, [e[key] for e in log], label=key)
+    axes[1].plot(steps, [e["rich"] / 5 for e in log], label="new true facts / 5")
+    axes[1].set(xlabel="step", title="rollouts", ylim=(0, 1))
+    axes[1].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,73 @@
+"""GSPO on the simulated world: rollouts, rewards, an update, checkpoints, on-policy streaming memories."""
+
+import json
+
+import pytest
+import torch
+
+from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.train.gspo import Curriculum, PhaseOneConfig, gspo_loss, train_phase_one
+from taskmem_nodes.train.warm_start import WarmStartConfig, train_warm_start
+
+TINY_WORLD = {"duration_s": 30.0, "cell_px": 16}
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("warm")
+    return train_warm_start(WarmStartConfig(out_dir=str(out), text_hidden=64, layers=1, heads=2, vision_depth=1,
+                                            vision_hidden=32, batch_size=1, steps=2, warmup_steps=1,
+                                            world=TINY_WORLD))
+
+
+def test_curriculum_shows_the_policys_own_memories_and_moves_to_the_next_world():
+    config = PhaseOneConfig(world=TINY_WORLD, streams=1)
+    curriculum = Curriculum(config, frames_per_clip=2)
+    stream = curriculum.states[0]
+    first_seed = stream.world_seed
+    curriculum.advance(stream, "my own memory of clip zero.")
+    text = curriculum.request(stream).messages[1]["content"][1]["text"]
+    assert "my own memory of clip zero." in text
+    assert curriculum.request(stream).video.shape[0] == 4  # two clips x first and last frame
+    for _ in range(2):
+        curriculum.advance(stream, "")
+    assert stream.world_seed == first_seed + 1 and stream.index == 0 and stream.memories == []
+    assert World(WorldConfig(**TINY_WORLD)).config.clips == 3
+
+
+@pytest.mark.timeout(900)
+def test_gspo_steps_checkpoint_and_resume(warm, tmp_path):
+    config = dict(init_checkpoint=str(warm), world=TINY_WORLD, streams=1, group_size=3, max_new_tokens=24,
+                  checkpoint_every=1, out_dir=str(tmp_path / "rl"))
+    train_phase_one(PhaseOneConfig(steps=1, **config))
+    state = torch.load(tmp_path / "rl" / "last" / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 1 and state["streams"][0]["index"] == 1 and len(state["streams"][0]["memories"]) == 1
+    final = train_phase_one(PhaseOneConfig(steps=2, **config))  # resumes at step 1
+    log = json.loads((tmp_path / "rl" / "log.json").read_text())
+    assert [e["step"] for e in log] == [1, 2]
+    assert all(0 <= e["parsed"] <= 1 and e["reward"] >= -3 for e in log)
+    assert (tmp_path / "rl" / "rewards.png").read_bytes()[:4] == b"\x89PNG" and (final / "config.json").exists()
+
+
+def test_gspo_loss_pushes_up_the_better_rollout(warm):
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
+
+    policy = RestrictedPolicy.load(warm)
+    policy.model.float()
+    curriculum = Curriculum(PhaseOneConfig(world=TINY_WORLD), policy.frames_per_clip)
+    request = curriculum.request(curriculum.states[0])
+    good, bad = (torch.tensor(policy.tokenizer.encode(t, add_special_tokens=False)) for t in
+                 ("a\n</think>\n\n{\"description\": \"in the kitchen.\"}<|im_end|>",
+                  "a\n</think>\n\n{\"description\": \"in the hall.\"}<|im_end|>"))
+
+    def logprob(ids):
+        with torch.no_grad():
+            return policy.sequence_logprob(policy.encode_ids(request, ids)).item()
+
+    before = logprob(good) - logprob(bad)
+    optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.5)
+    for _ in range(3):
+        optimizer.zero_grad()
+        gspo_loss(policy, request, [good, bad], [1.0, -1.0], epsilon=0.2).backward()
+        optimizer.step()
+    assert logprob(good) - logprob(bad) > before
