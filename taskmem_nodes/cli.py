@@ -250,24 +250,11 @@ def train_warm_start(
     steps: Annotated[int | None, typer.Option(help="Override the recipe's steps")] = None,
 ) -> None:
     """Phase One step 1: supervised warm start on the simulated world (resumes from <out>/last)."""
-    from tqdm import tqdm
+    from taskmem_nodes.train import warm_start
 
-    from taskmem_nodes.train.warm_start import WarmStartConfig
-    from taskmem_nodes.train.warm_start import train_warm_start as run
-
-    overrides = {k: v for k, v in (("out_dir", str(out) if out else None), ("steps", steps)) if v is not None}
-    try:
-        recipe = WarmStartConfig.from_yaml(config, **overrides)
-    except (ValueError, TypeError) as err:
-        raise typer.BadParameter(str(err)) from None
-    with tqdm(total=recipe.steps, unit="step", desc="warm start") as bar:
-        def report(step, loss):
-            bar.n = step
-            bar.set_postfix(loss=f"{loss:.3f}")
-            bar.refresh()
-
-        final = run(recipe, on_step=report)
-    console.print(f"final checkpoint: {final}; loss curve: {Path(recipe.out_dir) / 'loss.png'}")
+    final = _run_recipe(warm_start.WarmStartConfig, warm_start.train_warm_start, config, out, steps,
+                        lambda step, loss: {"loss": f"{loss:.3f}"})
+    console.print(f"final checkpoint: {final}; loss curve: {final.parent / 'loss.png'}")
 
 
 @train_app.command("phase-one")
@@ -277,24 +264,29 @@ def train_phase_one(
     steps: Annotated[int | None, typer.Option(help="Override the recipe's steps")] = None,
 ) -> None:
     """Phase One step 2: GSPO with the paper's rewards on the simulated world (resumes from <out>/last)."""
-    from tqdm import tqdm
+    from taskmem_nodes.train import gspo
 
-    from taskmem_nodes.train.gspo import PhaseOneConfig
-    from taskmem_nodes.train.gspo import train_phase_one as run
+    final = _run_recipe(gspo.PhaseOneConfig, gspo.train_phase_one, config, out, steps,
+                        lambda step, s: {"reward": f"{s['reward']:.2f}", "correct": f"{s['correct']:.2f}"})
+    console.print(f"final checkpoint: {final}; reward curves: {final.parent / 'rewards.png'}")
+
+
+def _run_recipe(recipe_class, run, config: Path, out: Path | None, steps: int | None, postfix) -> Path:
+    """Load a training recipe with the command line's overrides and run it under a progress bar."""
+    from tqdm import tqdm
 
     overrides = {k: v for k, v in (("out_dir", str(out) if out else None), ("steps", steps)) if v is not None}
     try:
-        recipe = PhaseOneConfig.from_yaml(config, **overrides)
-    except (ValueError, TypeError) as err:
+        recipe = recipe_class.from_yaml(config, **overrides)
+    except (OSError, ValueError, TypeError) as err:
         raise typer.BadParameter(str(err)) from None
-    with tqdm(total=recipe.steps, unit="step", desc="GSPO") as bar:
-        def report(step, summary):
+    with tqdm(total=recipe.steps, unit="step", desc=config.stem) as bar:
+        def report(step, progress):
             bar.n = step
-            bar.set_postfix(reward=f"{summary['reward']:.2f}", correct=f"{summary['correct']:.2f}")
+            bar.set_postfix(postfix(step, progress))
             bar.refresh()
 
-        final = run(recipe, on_step=report)
-    console.print(f"final checkpoint: {final}; reward curves: {Path(recipe.out_dir) / 'rewards.png'}")
+        return run(recipe, on_step=report)
 
 
 def _ensure_default_model(quiet: bool) -> Path:

@@ -43,3 +43,20 @@ def test_examples_are_addressed_deterministically_and_apart_from_benchmark_world
     recipe.write_text("steps: 3\nbogus: 1\n")
     with pytest.raises(ValueError, match="unknown settings"):
         WarmStartConfig.from_yaml(recipe)
+
+
+def test_train_command_runs_a_recipe_file(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from taskmem_nodes.cli import app
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY, "steps": 5}))
+    result = CliRunner().invoke(app, ["train", "warm-start", "--config", str(recipe), "--steps", "1",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 1
+    assert (tmp_path / "run" / "final" / "model.safetensors").exists()
+    bad = CliRunner().invoke(app, ["train", "phase-one", "--config", str(recipe)])
+    assert bad.exit_code == 2 and "unknown settings" in bad.output

@@ -15,8 +15,6 @@ Checkpoints (`<out>/last`) hold the model, the optimizer and the streams' positi
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +22,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import yaml
 
 from taskmem_nodes.models.transformers_backend import AllowedTokens, prepare_inputs
 from taskmem_nodes.policy import MemoryParseError, PrecedingMemory, build_request, parse_output, select_window
@@ -33,7 +30,8 @@ from taskmem_nodes.train.examples import stream_clips
 from taskmem_nodes.train.fact_judge import judge_entry
 from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
 from taskmem_nodes.train.rewards import RewardConfig, score_group
-from taskmem_nodes.train.warm_start import TRAIN_SEED_BASE, save_checkpoint
+from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, start_or_resume
+from taskmem_nodes.train.warm_start import TRAIN_SEED_BASE
 
 
 @dataclass
@@ -69,11 +67,7 @@ class PhaseOneConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> PhaseOneConfig:
-        data = {**(yaml.safe_load(Path(path).read_text()) or {}), **overrides}
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(data) - known):
-            raise ValueError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return load_recipe(cls, path, **overrides)
 
 
 @dataclass
@@ -159,13 +153,7 @@ def gspo_loss(policy: RestrictedPolicy, request, rollouts: list[torch.Tensor], a
 def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], None] | None = None) -> Path:
     """Run (or resume) GSPO; returns the final checkpoint directory."""
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
-    last = out / "last"
-    resume = (last / "trainer_state.pt").exists()
-    policy = RestrictedPolicy.load(last if resume else Path(config.init_checkpoint))
-    policy.model.float()
-    state = torch.load(last / "trainer_state.pt", weights_only=False) if resume else {"step": 0, "log": []}
+    policy, state = start_or_resume(out, config, lambda: RestrictedPolicy.load(config.init_checkpoint))
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr, weight_decay=0.0)
     if "optimizer" in state:
         optimizer.load_state_dict(state.pop("optimizer"))
@@ -193,12 +181,8 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         if on_step is not None:
             on_step(step, summary)
         if step % config.checkpoint_every == 0 or step == config.steps:
-            save_checkpoint(policy, optimizer, state, last)
-    final = out / "final"
-    shutil.rmtree(final, ignore_errors=True)
-    policy.model.eval()
-    policy.save(final)
-    (out / "log.json").write_text(json.dumps(state["log"]))
+            save_checkpoint(policy, optimizer, state, out / "last")
+    final = finish(policy, out, state["log"])
     plot_rewards(state["log"], out / "rewards.png")
     return final
 

@@ -13,22 +13,20 @@ killed run resumes where it stopped; (6) `<out>/final` and a PNG of the loss cur
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
 from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
 from taskmem_nodes.models.tiny import build_tiny_checkpoint
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import ClipExample, stream_examples
 from taskmem_nodes.train.policy_model import RestrictedPolicy
+from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, start_or_resume
 from taskmem_nodes.train.vocab import training_vocabulary
 
 TRAIN_SEED_BASE = 1_000_000
@@ -74,11 +72,7 @@ class WarmStartConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> WarmStartConfig:
-        data = {**(yaml.safe_load(Path(path).read_text()) or {}), **overrides}
-        known = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(data) - known):
-            raise ValueError(f"{path}: unknown settings {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return load_recipe(cls, path, **overrides)
 
     def world_config(self) -> WorldConfig:
         return WorldConfig.from_dict(self.world)
@@ -122,40 +116,15 @@ def _build_policy(config: WarmStartConfig, out: Path) -> RestrictedPolicy:
             seed=config.seed, video_max_pixels=world.cell_px ** 2 * 48,  # one vision token per 2x2 cells
         )
     allowed = training_vocabulary(build_qwen_tokenizer(), world)
-    policy = RestrictedPolicy.load(base, allowed, frames_per_clip=config.frames_per_clip)
-    policy.model.float().train()
-    return policy
-
-
-def save_checkpoint(policy: RestrictedPolicy, optimizer, state: dict, target: Path) -> None:
-    """Write a checkpoint next to `target`, then swap it in: a kill mid-write leaves the previous one."""
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    policy.save(staging)
-    torch.save({"optimizer": optimizer.state_dict(), **state}, staging / "trainer_state.pt")
-    if target.exists():
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old)
-    else:
-        staging.rename(target)
+    return RestrictedPolicy.load(base, allowed, frames_per_clip=config.frames_per_clip)
 
 
 def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float], None] | None = None) -> Path:
     """Run (or resume) the warm start; returns the final checkpoint directory."""
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
-    last = out / "last"
     torch.manual_seed(config.seed)
-    if (last / "trainer_state.pt").exists():
-        policy = RestrictedPolicy.load(last)
-        policy.model.float().train()
-        state = torch.load(last / "trainer_state.pt", weights_only=False)
-    else:
-        policy, state = _build_policy(config, out), {"step": 0, "log": []}
+    policy, state = start_or_resume(out, config, lambda: _build_policy(config, out))
+    policy.model.train()
     optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if "optimizer" in state:
         optimizer.load_state_dict(state.pop("optimizer"))
@@ -181,12 +150,8 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
         if on_step is not None:
             on_step(step, total)
         if step % config.checkpoint_every == 0 or step == config.steps:
-            save_checkpoint(policy, optimizer, state, last)
-    final = out / "final"
-    shutil.rmtree(final, ignore_errors=True)
-    policy.model.eval()
-    policy.save(final)
-    (out / "log.json").write_text(json.dumps(state["log"]))
+            save_checkpoint(policy, optimizer, state, out / "last")
+    final = finish(policy, out, state["log"])
     plot_losses(state["log"], out / "loss.png")
     return final
 
