@@ -1,13 +1,17 @@
 """Loaders of Video-MME, EgoLifeQA and EgoTempo, on small files in their published formats written here."""
 
 import json
+import math
 
 import cv2
 import numpy as np
 import pytest
 
+from taskmem_nodes.answerer import LexicalAnswerer
 from taskmem_nodes.bench.datasets import egolife, egotempo, videomme
 from taskmem_nodes.bench.datasets.common import DatasetError
+from taskmem_nodes.bench.harness import BenchConfig, run_stream
+from taskmem_nodes.bench.memorizers import OracleMemorizer
 
 
 def write_video(path, seconds, fps=5, shade=0):
@@ -51,9 +55,22 @@ def test_videomme_both_layouts(tmp_path):
         assert first.task_type == "counting_problem" and second.task_type == "temporal_reasoning"
         assert first.options == ("One.", "Two.", "Three.", "Four.") and first.answer_index == 2
         assert first.answer == "Three." and first.task_id == "001-1"
-        assert first.arrival == pytest.approx(4.0)  # asked after the whole video
+        assert first.arrival == math.inf  # asked after the whole video
         times = offsets(stream)
         assert len(times) == 20 and times == sorted(times) and times[-1] == pytest.approx(3.8)
+
+
+def test_videomme_question_sees_the_last_partial_clip(tmp_path):
+    write_video(tmp_path / "fFjv93ACGo8.mp4", 14)  # clips [0, 10) and [10, 14), the second one partial
+    annotations = tmp_path / "videomme.json"
+    annotations.write_text(json.dumps([{**VIDEOMME_ROWS[0], "question": "How many yellow boxes are on the shelf?",
+                                        "options": ["A. 2", "B. 3"], "answer": "B"}]))
+    (stream,) = videomme.load(annotations, tmp_path)
+    facts = {0: "kitchen. a red mug.", 1: "office. 3 yellow boxes are on the shelf."}
+    run = run_stream(stream, OracleMemorizer(lambda context: facts[context.index]), LexicalAnswerer(),
+                     BenchConfig(sample_fps=2.0), workdir=tmp_path)
+    (outcome,) = run.outcomes
+    assert run.clips == 2 and outcome.answered and outcome.option_index == 1
 
 
 def test_videomme_bad_input(tmp_path):
@@ -98,11 +115,16 @@ def test_egolife_streams_follow_the_wall_clock(tmp_path):
     early, late = stream.tasks  # in arrival order
     assert early.task_id == "2" and early.arrival == pytest.approx(2.0) and early.answer == "Cooked"
     assert late.arrival == pytest.approx(45.5) and late.evidence == ((pytest.approx(30.1), pytest.approx(60.1)),)
-    assert late.task_type == "eventrecall" and late.options == ("Cooked", "Read", "Slept", "Ran")
+    assert late.task_type == "event_recall" and late.options == ("Cooked", "Read", "Slept", "Ran")
     times = offsets(stream)
     assert len(times) == 30 and times == sorted(times)
     assert times[14] == pytest.approx(2.8) and times[15] == pytest.approx(30.0)  # the second clip starts at 30 s
     assert egolife.load(annotations, tmp_path / "videos", limit=0) == []
+    other_day = {**egolife_record(4, "11004550", "11003010"), "type": "HabitInsight",
+                 "target_time": [{"date": "DAY0", "time": "11003010"}, {"date": "DAY1", "time": "11000000"}]}
+    annotations.write_text(json.dumps([other_day]))
+    (task,) = egolife.load(annotations, tmp_path / "videos")[0].tasks
+    assert task.task_type == "habit_insight" and task.evidence == ((0.0, 30.0),)  # DAY0 is not in this stream
 
 
 def test_egolife_bad_input(tmp_path):
@@ -137,7 +159,8 @@ def test_egotempo_clip_files_and_trimmed_whole_videos(tmp_path):
     whole, trimmed = egotempo.load(annotations, tmp_path)
     assert whole.tasks[0].task_type == "action_specific_object_counting" and whole.tasks[0].options == ()
     assert whole.tasks[0].answer == "3" and whole.tasks[0].answer_index == -1
-    assert whole.tasks[0].arrival == pytest.approx(4.0) and trimmed.tasks[0].arrival == pytest.approx(4.0)
+    assert whole.tasks[0].arrival == trimmed.tasks[0].arrival == math.inf  # asked at the clip's end
+    assert whole.duration == pytest.approx(4.0) and trimmed.duration == pytest.approx(4.0)
     assert len(offsets(whole)) == 20
     times = offsets(trimmed)
     assert len(times) == 20 and times[0] == 0.0 and times[-1] == pytest.approx(3.8)  # [2 s, 6 s) rebased to 0

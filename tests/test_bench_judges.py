@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -97,6 +98,26 @@ def test_openai_judge_unreachable_endpoint():
     judge = OpenAIJudge(f"http://127.0.0.1:{port}", "m", retries=0, timeout=2)
     with pytest.raises(JudgeError, match="cannot reach"):
         judge.judge(task("2"), "2")
+
+
+def test_openai_judge_times_out():
+    class Silent(BaseHTTPRequestHandler):
+        def do_POST(self):
+            time.sleep(1.0)  # longer than the judge waits
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Silent)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    judge = OpenAIJudge(f"http://127.0.0.1:{server.server_address[1]}", "m", timeout=0.2, retries=1)
+    started = time.monotonic()
+    with pytest.raises(JudgeError, match="timed out"):
+        judge.judge(task("2"), "2")
+    assert time.monotonic() - started < 1.5
+    server.shutdown()
+    server.server_close()
 
 
 def test_make_judge():

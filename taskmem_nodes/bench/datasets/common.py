@@ -12,6 +12,9 @@ import numpy as np
 from taskmem_nodes.video_source import SourceError, open_source
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+AFTER_THE_STREAM = float("inf")
+"""The arrival of a question asked once the whole stream was seen. Not the stream's duration: the harness makes
+a clip's memory visible at the clip's grid end, which lies past the duration when the last clip is partial."""
 
 
 class DatasetError(ValueError):
@@ -51,8 +54,9 @@ def answer_index(letter: str, options: int, where: str) -> int:
 
 
 def slug(text: str) -> str:
-    """'Counting Problem' -> 'counting_problem'."""
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "unknown"
+    """'Counting Problem' -> 'counting_problem', 'EventRecall' -> 'event_recall'."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", text)
+    return re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_") or "unknown"
 
 
 def find_video(videos: Path, stem: str) -> Path | None:

@@ -5,7 +5,7 @@ time as HHMMSSff, ff in hundredths), `type` (EntityLog, EventRecall, HabitInsigh
 `question`, `choice_a`..`choice_d`, `answer` (a letter) and `target_time` (one time or a list), optionally
 `identity` (e.g. "A1_JAKE"). Videos: 30-s clips named `<DAY>_<identity>_<HHMMSSff>.mp4`, anywhere under
 `videos`. One stream per day and identity, in wall-clock time from that day's first clip; a question arrives
-at its query time; the target times are its evidence.
+at its query time; the target times on that day are its evidence.
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ def load_with_skips(annotations: Path, videos: Path, *, limit: int | None = None
         targets = targets if isinstance(targets, list) else [targets]
         evidence = []
         for target in targets:
-            _, at = clock_seconds(target, where)
-            evidence.append((at - first, at - first + CLIP_SECONDS))
+            target_day, at = clock_seconds(target, where)
+            if target_day == day:  # a stream is one day: evidence on other days has no place in it
+                evidence.append((at - first, at - first + CLIP_SECONDS))
         stream_id = f"{day}_{key[1]}"
         tasks.setdefault(key, []).append(BenchTask(
             task_id=str(record.get("ID", f"{stream_id}-{i}")), stream_id=stream_id,

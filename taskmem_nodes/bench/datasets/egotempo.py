@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from taskmem_nodes.bench.datasets.common import DatasetError, chained_frames, field, find_video, read_records, slug
+from taskmem_nodes.bench.datasets.common import (
+    AFTER_THE_STREAM,
+    DatasetError,
+    chained_frames,
+    field,
+    find_video,
+    read_records,
+    slug,
+)
 from taskmem_nodes.bench.types import BenchStream, BenchTask
 
 
@@ -48,7 +56,7 @@ def load(annotations: Path, videos: Path, *, limit: int | None = None) -> list[B
             task_id=str(record.get("question_id") or f"{clip_id}-{n}"), stream_id=clip_id,
             task_type=slug(field(record, "question_type", where)), question=field(record, "question", where),
             options=(), answer=str(field(record, "answer", where, (str, int, float))), answer_index=-1,
-            arrival=duration,
+            arrival=AFTER_THE_STREAM,
         ) for n, (record, where) in enumerate(questions))
         streams.append(BenchStream(clip_id, lambda parts=parts: chained_frames(parts), tasks, duration))
     return streams

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from taskmem_nodes.bench.datasets.common import (
+    AFTER_THE_STREAM,
     DatasetError,
     answer_index,
     chained_frames,
@@ -53,7 +54,6 @@ def load(annotations: Path, videos: Path, *, limit: int | None = None) -> list[B
         if path is None:
             raise DatasetError(f"no video {video_key} (.mp4/.mkv/.webm/.avi/.mov) in {videos}")
         duration = video_duration(path)
-        arrival = duration if duration is not None else float("inf")  # asked once the whole video was seen
         tasks = []
         for question, where in questions:
             options = field(question, "options", where, list)
@@ -64,7 +64,7 @@ def load(annotations: Path, videos: Path, *, limit: int | None = None) -> list[B
             tasks.append(BenchTask(
                 task_id=str(question.get("question_id") or f"{video_key}-{len(tasks)}"), stream_id=video_key,
                 task_type=slug(field(question, "task_type", where)), question=field(question, "question", where),
-                options=texts, answer=texts[index], answer_index=index, arrival=arrival,
+                options=texts, answer=texts[index], answer_index=index, arrival=AFTER_THE_STREAM,
             ))
         streams.append(BenchStream(video_key, lambda path=path: chained_frames([(path, 0.0, 0.0, None)]),
                                    tuple(tasks), duration))
