@@ -62,16 +62,24 @@ def test_training_lowers_the_loss_and_the_checkpoint_decodes_only_allowed_ids(po
     example = list(stream_examples(World(SHORT), sample_fps=1.0, frames_per_clip=2))[1]
     assert example.request.video.shape[0] == 4  # two clips, first and last frame of each
     sequence = policy.encode(example.request, example.target)
-    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=3e-3)
+    embedding_before = policy.embedding.weight.detach().clone()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-3)
     losses = []
     for _ in range(12):
         loss = policy.loss(sequence)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        policy.write_back()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+    changed = (policy.embedding.weight != embedding_before).any(dim=1).nonzero().flatten()
+    assert set(changed.tolist()) <= set(policy.allowed.tolist()) and len(changed) > 0  # only the allowed rows
     policy.save(tmp_path / "trained")
+    reloaded = RestrictedPolicy.load(tmp_path / "trained")  # the saved full matrix holds the trained rows
+    with torch.no_grad():
+        full = reloaded.model(**sequence.inputs).logits[0, sequence.prompt_tokens - 1: -1][:, policy.allowed]
+        assert torch.allclose(full, policy.target_logits(sequence), atol=1e-4)
     backend = TransformersBackend(TransformersBackendConfig(str(tmp_path / "trained"), max_thinking_tokens=16,
                                                             max_description_tokens=40))
     backend.load()

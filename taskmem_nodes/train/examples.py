@@ -30,10 +30,9 @@ def target_output(description: str, thinking: str) -> str:
 
 
 def thinking_for(world: World, index: int) -> str:
-    """A short plan the warm start teaches: where the camera is and how much is new."""
-    clip = world.clips[index]
-    new = len(world.describe_new(index).split(". ")) - 1
-    return f"The {clip.room}; {new} new {'fact' if new == 1 else 'facts'}."
+    """A short plan the warm start teaches: where the camera is (a count of new facts here taught the model
+    to say "0" and write the room only)."""
+    return f"The {world.clips[index].room}."
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
     """Run (or resume) GSPO; returns the final checkpoint directory."""
     out = Path(config.out_dir)
     policy, state = start_or_resume(out, config, lambda: RestrictedPolicy.load(config.init_checkpoint))
-    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=0.0)
     if "optimizer" in state:
         optimizer.load_state_dict(state.pop("optimizer"))
     curriculum = Curriculum(config, policy.frames_per_clip, [StreamState(**s) for s in state.get("streams", [])]
@@ -172,8 +172,9 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         groups = [_learn_from_clip(policy, curriculum, stream, config, rewards, count_tokens)
                   for stream in curriculum.states]
         summary = {key: sum(g[key] for g in groups) / len(groups) for key in groups[0]}
-        torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         optimizer.step()
+        policy.write_back()
         step += 1
         state["log"].append({"step": step, **summary, "seconds": time.monotonic() - started})
         state["step"] = step

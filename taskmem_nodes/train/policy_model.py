@@ -1,7 +1,11 @@
 """A Qwen3-VL policy for training: the real model classes and processor, with logits over a restricted set of
 token ids (the world's vocabulary) instead of all 151,936. With tied embeddings the head is the embedding
 matrix, so the restricted logits are exactly the full model's logits on those ids; the checkpoint stays a
-standard Qwen3-VL, and inference masks decoding to the same ids (its `PolicySpec`)."""
+standard Qwen3-VL, and inference masks decoding to the same ids (its `PolicySpec`).
+
+Only the allowed rows of the 151,936-row embedding are trained (a small table written back into the matrix
+after every update and before saving); the other rows stay as initialised. Training the whole matrix made
+the backward pass and AdamW ~10x slower for rows no target ever uses."""
 
 from __future__ import annotations
 
@@ -16,6 +20,33 @@ from taskmem_nodes.policy import PolicyRequest
 
 THINK_PREFILL = "<think>\n"  # the chat template opens the assistant turn with it
 END_OF_TURN = "<|im_end|>"
+
+
+class RowTrainedEmbedding(torch.nn.Module):
+    """The model's token embedding with a trainable copy of some rows; the full matrix stays frozen."""
+
+    def __init__(self, base: torch.nn.Embedding, rows: torch.Tensor):
+        super().__init__()
+        self.base = base
+        self.base.weight.requires_grad_(False)
+        self.row_ids = rows
+        self.rows = torch.nn.Parameter(base.weight.detach()[rows].clone())
+        self._position = torch.full((base.num_embeddings,), -1, dtype=torch.long)
+        self._position[rows] = torch.arange(len(rows))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        position = self._position[input_ids]
+        trained = self.rows[position.clamp(min=0)]
+        return torch.where((position >= 0)[..., None], trained, self.base(input_ids))
+
+    def write_back(self) -> None:
+        """Copy the trained rows into the full matrix (and so into the tied output head)."""
+        with torch.no_grad():
+            self.base.weight[self.row_ids] = self.rows.to(self.base.weight.dtype)
 
 
 @dataclass
@@ -40,6 +71,16 @@ class RestrictedPolicy:
         self.frames_per_clip = frames_per_clip
         self._position = torch.full((model.config.get_text_config().vocab_size,), -1, dtype=torch.long)
         self._position[self.allowed] = torch.arange(len(self.allowed))
+        self.embedding = RowTrainedEmbedding(model.get_input_embeddings(), self.allowed)
+        model.set_input_embeddings(self.embedding)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """What the optimizer trains: the allowed embedding rows and every other weight of the model."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def write_back(self) -> None:
+        """Make the full model (its output head, `generate`) see the trained rows; call after each update."""
+        self.embedding.write_back()
 
     @classmethod
     def load(cls, path: str | Path, allowed_ids: list[int] | None = None,
@@ -59,7 +100,12 @@ class RestrictedPolicy:
     def save(self, path: str | Path) -> None:
         """A standard checkpoint directory plus the policy spec (allowed ids, frames per clip)."""
         path = Path(path)
-        self.model.save_pretrained(path)
+        self.write_back()
+        self.model.set_input_embeddings(self.embedding.base)  # a standard Qwen3-VL on disk
+        try:
+            self.model.save_pretrained(path)
+        finally:
+            self.model.set_input_embeddings(self.embedding)
         self.processor.save_pretrained(path)
         self.processor.image_processor.save_pretrained(path)  # the per-processor files other loaders look for
         self.processor.video_processor.save_pretrained(path)
@@ -91,8 +137,7 @@ class RestrictedPolicy:
         """(n_target, n_allowed) logits at the positions that predict the target tokens."""
         out = self.model.model(**sequence.inputs)
         hidden = out.last_hidden_state[0, sequence.prompt_tokens - 1: -1]  # (n_target, hidden)
-        head = self.model.get_input_embeddings().weight[self.allowed]  # (n_allowed, hidden): tied head rows
-        return hidden @ head.T
+        return hidden @ self.embedding.rows.T  # the tied head's allowed rows
 
     def loss(self, sequence: Sequence) -> torch.Tensor:
         """Mean cross-entropy of the target tokens."""

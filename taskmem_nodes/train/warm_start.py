@@ -125,7 +125,7 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
     torch.manual_seed(config.seed)
     policy, state = start_or_resume(out, config, lambda: _build_policy(config, out))
     policy.model.train()
-    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if "optimizer" in state:
         optimizer.load_state_dict(state.pop("optimizer"))
     source = ExampleSource(config.world_config(), config.frames_per_clip, config.seed)
@@ -141,8 +141,9 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
             loss = policy.loss(policy.encode(example.request, example.target)) / config.batch_size
             loss.backward()
             total += loss.item()
-        torch.nn.utils.clip_grad_norm_(policy.model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         optimizer.step()
+        policy.write_back()
         step += 1
         state["log"].append({"step": step, "loss": total, "lr": learning_rate(config, step - 1),
                              "seconds": time.monotonic() - started})
