@@ -68,3 +68,18 @@ def test_ground_truth_memory_answers_almost_everything_and_no_memory_only_abstai
     for task_type in TASK_TYPES:
         assert right[task_type] / by_type[task_type] >= 0.9, (task_type, right[task_type], by_type[task_type])
     assert not any(o.answered for o in empty)
+
+
+def test_tasks_do_not_depend_on_the_hash_seed():
+    """Same seed, same tasks, in any interpreter: nothing may iterate a set of strings into the draft order."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from taskmem_nodes.sim.dataset import make_stream\n"
+              "from taskmem_nodes.sim.tasks import TaskConfig\nfrom taskmem_nodes.sim.world import WorldConfig\n"
+              "s = make_stream(WorldConfig(seed=5, duration_s=300.0), TaskConfig(), 's').stream\n"
+              "print([(t.question, t.answer, t.options) for t in s.tasks])")
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(outputs) == 1 and "How many" in outputs.pop()

@@ -172,7 +172,7 @@ class TaskGenerator:
 
     def _count(self, history: list[ClipTruth]) -> list[_Draft]:
         drafts = []
-        for room in {c.room for c in history}:
+        for room in sorted({c.room for c in history}):  # sorted: set order changes with PYTHONHASHSEED
             clip = next(c for c in reversed(history) if c.room == room)
             for group in clip.end_state.objects:
                 if group.place.startswith(room + " "):
@@ -233,7 +233,7 @@ class TaskGenerator:
             if clip is not None:
                 drafts.append(_Draft(f"What colour does {person_name(pid)} wear?", self.world.shirt_of(pid),
                                      colours, (clip,)))
-        for room in {c.room for c in history}:
+        for room in sorted({c.room for c in history}):  # sorted: set order changes with PYTHONHASHSEED
             clip = next(c for c in reversed(history) if c.room == room)
             groups = [o for o in clip.end_state.objects if o.place.startswith(room + " ")]
             for group in groups:
