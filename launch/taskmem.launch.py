@@ -19,6 +19,7 @@ ARGUMENTS = {
     "database_path": ("", "SQLite file of the memory store ('' = the value in taskmem.yaml)"),
     "model_path": ("", "Qwen3-VL checkpoint directory ('' = the value in taskmem.yaml)"),
     "params_file": ("", "Parameters file to use instead of the installed taskmem.yaml"),
+    "model_params": ("", "Memorizer parameters layered over it, e.g. share/taskmem/config/models/qwen3-vl-8b.yaml"),
     "use_sim_time": ("false", "Use /clock (Gazebo, Isaac Sim, bag replay with publish_clock)"),
 }
 
@@ -26,7 +27,9 @@ ARGUMENTS = {
 def _nodes(context):
     value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     graph = load_graph(Path(get_package_share_directory("taskmem")) / "config" / "graph.yaml")
-    params_file = value["params_file"] or str(graph.parameters_file)
+    params_files = [value["params_file"] or str(graph.parameters_file)]
+    if value["model_params"]:
+        params_files.append(value["model_params"])
     overrides = {
         "store": {"database_path": value["database_path"]},
         "memorizer": {"model_path": value["model_path"]},
@@ -39,7 +42,7 @@ def _nodes(context):
         extra = {k: v for k, v in overrides.get(spec.name, {}).items() if v}
         actions.append(Node(
             package="taskmem", executable=spec.executable, name=spec.name, output="screen",
-            parameters=[params_file, {"use_sim_time": use_sim_time, **extra}],
+            parameters=[*params_files, {"use_sim_time": use_sim_time, **extra}],
             remappings=list(spec.remappings.items()),
         ))
     return actions

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from taskmem_nodes.paths import bundled_stream, default_model_dir, default_world
+from taskmem_nodes.paths import default_model_dir, default_world, demo_world
 from taskmem_nodes.records import format_clock
 
 app = typer.Typer(help="TaskMem: a ROS 2 memory stack that learns what to remember.", no_args_is_help=True)
@@ -31,7 +31,9 @@ DEFAULT_DB = Path("~/.ros/taskmem/memory.db")
 
 @app.command()
 def demo(
-    video: Annotated[Path | None, typer.Option(help="Stream to replay (default: the bundled vtest.avi)")] = None,
+    video: Annotated[Path | None, typer.Option(
+        help="Stream to replay: a simulated-world file (default sim/worlds/demo.yaml) or a video/bag "
+             "(e.g. .cache/data/vtest.avi)")] = None,
     rate: Annotated[float, typer.Option(help="Replay speed (1 = real time)")] = 4.0,
     db: Annotated[Path | None, typer.Option(help="Database file (default: a fresh one in a temp dir)")] = None,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds")] = 600.0,
@@ -39,9 +41,9 @@ def demo(
     """Run the whole node graph on a recorded stream; print memories and answers."""
     from taskmem_nodes.demo import run_demo
 
-    video = video or bundled_stream()
+    video = video or demo_world()
     if not video.exists():
-        raise typer.BadParameter(f"{video} does not exist; run scripts/setup.sh to fetch the bundled stream")
+        raise typer.BadParameter(f"{video} does not exist (videos come from scripts/setup.sh)")
     _ensure_default_model(quiet=True)
     run_demo(video, rate=rate, database=db, timeout=timeout, console=console)
 
@@ -52,14 +54,22 @@ def run(
     rate: Annotated[float, typer.Option(help="Replay speed")] = 1.0,
     db: Annotated[Path, typer.Option(help="Database file")] = DEFAULT_DB,
     model: Annotated[str, typer.Option(help="Qwen3-VL checkpoint directory ('' = default)")] = "",
+    model_config: Annotated[Path | None, typer.Option(
+        help="Memorizer parameters layered over taskmem.yaml (config/models/*.yaml)")] = None,
     domain_id: Annotated[int | None, typer.Option(help="ROS_DOMAIN_ID (default: $ROS_DOMAIN_ID or random)")] = None,
 ) -> None:
     """Bring the graph up without ROS 2 launch (same graph and parameter files as the launch file)."""
+    from taskmem_nodes.memorizer import memorizer_parameters
     from taskmem_nodes.runner import GraphRunner
 
     overrides = {"store": {"database_path": str(db.expanduser())}}
+    if model_config:
+        try:
+            overrides["memorizer"] = memorizer_parameters(model_config)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
     if model:
-        overrides["memorizer"] = {"model_path": model}
+        overrides.setdefault("memorizer", {})["model_path"] = model
     if replay:
         overrides["replay_camera"] = {"source": str(replay), "rate": rate}
     from taskmem_nodes.client import TaskMemClient
@@ -137,7 +147,8 @@ def bench(
     dataset: Annotated[str, typer.Option(help="synthetic | videomme | egolife | egotempo")] = "synthetic",
     seed: Annotated[list[int] | None, typer.Option("--seed", help="World seed (repeat; default 0 1)")] = None,
     task_mix: Annotated[str, typer.Option(help="Task type weights, e.g. location=3,count=1 ('' = world file's)")] = "",
-    systems: Annotated[str, typer.Option(help="Comma-separated: oracle, oracle-half, policy, captioner, no-memory")] = (
+    systems: Annotated[str, typer.Option(help="Comma-separated: oracle, oracle-half, policy, captioner, no-memory, "
+                                              "policy:<label> (a checkpoint given as --model <label>=<dir>)")] = (
         "oracle,captioner,no-memory"),
     world: Annotated[Path | None, typer.Option(help="World file (default sim/worlds/default.yaml)")] = None,
     streams: Annotated[int, typer.Option(help="Synthetic streams per seed")] = 16,
@@ -150,7 +161,11 @@ def bench(
         "whole"),
     reference: Annotated[str, typer.Option(help="Also report paired accuracy differences against this system")] = "",
     judge: Annotated[str, typer.Option(help="Open answers: normalized | openai:<base_url>#<model>")] = "normalized",
-    model: Annotated[str, typer.Option(help="Qwen3-VL checkpoint for policy/captioner ('' = default)")] = "",
+    model: Annotated[list[str] | None, typer.Option(
+        help="Qwen3-VL checkpoint for policy/captioner (default: the shipped model); repeat as <label>=<dir> "
+             "for systems policy:<label>")] = None,
+    model_config: Annotated[Path | None, typer.Option(
+        help="Memorizer parameters of policy/captioner layered over taskmem.yaml (config/models/*.yaml)")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default runs/bench-<time>)")] = None,
 ) -> None:
     """The streaming benchmark: memory written clip by clip, tasks answered at arrival from memory only."""
@@ -179,14 +194,18 @@ def bench(
         raise typer.BadParameter(str(err)) from None
     if dataset != "synthetic":
         seeds = seeds[:1]  # a published dataset is one fixed set of streams
-    if {"policy", "captioner"} & set(names):
+    main_model = next((m for m in model or [] if "=" not in m), "")
+    labelled = dict(m.split("=", 1) for m in model or [] if "=" in m)
+    if {"policy", "captioner"} & set(names) and not main_model:
         _ensure_default_model(quiet=True)
     tokenizer = _token_counter()
     out = out or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     with tqdm(total=count_clips(spec, seeds, names), unit="clip", desc="memorizing") as bar:
         try:
             report = run_benchmark(spec, seeds, names, LexicalAnswerer(), open_judge, config,
-                                   model_settings=memorizer_settings(model), count_tokens=tokenizer,
+                                   model_settings=memorizer_settings(main_model, model_config),
+                                   extra_models={k: memorizer_settings(v) for k, v in labelled.items()},
+                                   count_tokens=tokenizer,
                                    on_clip=bar.update, reference=reference)
         except ValueError as err:
             raise typer.BadParameter(str(err)) from None
@@ -262,25 +281,29 @@ def train_phase_one(
     config: Annotated[Path, typer.Option(help="Recipe file (config/train/phase_one_tiny.yaml)")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default: the recipe's out_dir)")] = None,
     steps: Annotated[int | None, typer.Option(help="Override the recipe's steps")] = None,
+    init: Annotated[Path | None, typer.Option(help="Override the recipe's init_checkpoint")] = None,
 ) -> None:
     """Phase One step 2: GSPO with the paper's rewards on the simulated world (resumes from <out>/last)."""
     from taskmem_nodes.train import gspo
 
     final = _run_recipe(gspo.PhaseOneConfig, gspo.train_phase_one, config, out, steps,
-                        lambda step, s: {"reward": f"{s['reward']:.2f}", "correct": f"{s['correct']:.2f}"})
+                        lambda step, s: {"reward": f"{s['reward']:.2f}", "correct": f"{s['correct']:.2f}"},
+                        init_checkpoint=str(init) if init else None)
     console.print(f"final checkpoint: {final}; reward curves: {final.parent / 'rewards.png'}")
 
 
-def _run_recipe(recipe_class, run, config: Path, out: Path | None, steps: int | None, postfix) -> Path:
+def _run_recipe(recipe_class, run, config: Path, out: Path | None, steps: int | None, postfix,
+                **more: object) -> Path:
     """Load a training recipe with the command line's overrides and run it under a progress bar."""
     from tqdm import tqdm
 
-    overrides = {k: v for k, v in (("out_dir", str(out) if out else None), ("steps", steps)) if v is not None}
+    overrides = {k: v for k, v in (("out_dir", str(out) if out else None), ("steps", steps), *more.items())
+                 if v is not None}
     try:
         recipe = recipe_class.from_yaml(config, **overrides)
     except (OSError, ValueError, TypeError) as err:
         raise typer.BadParameter(str(err)) from None
-    with tqdm(total=recipe.steps, unit="step", desc=config.stem) as bar:
+    with tqdm(total=getattr(recipe, "total_steps", recipe.steps), unit="step", desc=config.stem) as bar:
         def report(step, progress):
             bar.n = step
             bar.set_postfix(postfix(step, progress))
@@ -290,18 +313,40 @@ def _run_recipe(recipe_class, run, config: Path, out: Path | None, steps: int | 
 
 
 def _ensure_default_model(quiet: bool) -> Path:
-    from taskmem_nodes.models.tiny import build_tiny_checkpoint
+    from taskmem_nodes.models.packed import ensure_default_model, is_unpacked_from
+    from taskmem_nodes.paths import shipped_model_file
 
     target = default_model_dir()
-    if not quiet or not (target / "config.json").exists():
+    if not quiet or not is_unpacked_from(target, shipped_model_file()):
         console.print(f"default memorizer checkpoint: {target}")
-    return build_tiny_checkpoint(target)
+    return ensure_default_model()
 
 
 @model_app.command("ensure-default")
-def model_ensure_default(quiet: Annotated[bool, typer.Option(help="Print only when building")] = False) -> None:
-    """Build the default memorizer checkpoint if it is missing."""
+def model_ensure_default(quiet: Annotated[bool, typer.Option(help="Print only when expanding")] = False) -> None:
+    """Expand the shipped memorizer checkpoint (models/taskmem-sim-tiny.safetensors) if missing or outdated."""
     _ensure_default_model(quiet)
+
+
+@model_app.command("pack")
+def model_pack(
+    checkpoint: Annotated[Path, typer.Option(help="Trained policy checkpoint (e.g. runs/phase-one/final)")],
+    out: Annotated[Path, typer.Option(help="Packed file to write")] = Path("models/taskmem-sim-tiny.safetensors"),
+    world: Annotated[Path, typer.Option(help="World whose prompts fix the embedding rows kept")] = Path(),
+) -> None:
+    """Pack a trained policy into a few megabytes: its vocabulary's and prompts' embedding rows, int8 weights."""
+    from taskmem_nodes.models.packed import pack
+    from taskmem_nodes.sim.dataset import load_sim_config
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
+    from taskmem_nodes.train.vocab import prompt_vocabulary
+
+    policy = RestrictedPolicy.load(checkpoint)
+    world_config, _ = load_sim_config(world if world != Path() else default_world())
+    rows = set(policy.allowed.tolist()) | set(prompt_vocabulary(policy.processor, world_config,
+                                                                  frames_per_clip=policy.frames_per_clip))
+    figures = pack(checkpoint, out, rows)
+    console.print(f"packed {checkpoint} -> {out}: {figures['bytes'] / 1e6:.1f} MB, {figures['embedding_rows']} "
+                  f"embedding rows, {figures['quantized_matrices']} int8 matrices")
 
 
 @model_app.command("build-tiny")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +28,37 @@ from taskmem_nodes.policy import (
 from taskmem_nodes.records import MemoryRecord, RejectedRecord
 
 BACKENDS = ("transformers",)
+BACKEND_PARAMETERS = ("model_path", "device", "dtype", "max_thinking_tokens", "max_description_tokens",
+                      "enforce_format")
+"""Memorizer node parameters that configure its backend (the rest configure the `Memorizer`)."""
+
+
+def memorizer_parameters(*params_files: str | Path) -> dict:
+    """The memorizer node's parameters: config/taskmem.yaml, then each ROS params file in turn overriding it
+    (e.g. a model config of config/models/)."""
+    import yaml
+
+    from taskmem_nodes.paths import config_dir
+
+    params = {}
+    for path in (config_dir() / "taskmem.yaml", *params_files):
+        try:
+            section = (yaml.safe_load(Path(path).expanduser().read_text()) or {}).get("memorizer", {})
+        except (OSError, yaml.YAMLError, AttributeError) as err:
+            raise ValueError(f"{path} is not a readable ROS parameters file: {err}") from None
+        params.update((section or {}).get("ros__parameters", {}))
+    return params
+
+
+def backend_settings(params: dict) -> dict:
+    """Backend config fields from memorizer node parameters; model_path "" is the shipped default model
+    (expanded from its packed file on first use)."""
+    settings = {name: params[name] for name in BACKEND_PARAMETERS if name in params}
+    if not settings.get("model_path"):
+        from taskmem_nodes.models.packed import ensure_default_model
+
+        settings["model_path"] = str(ensure_default_model())
+    return settings
 
 
 def load_backend(name: str, **config) -> MemorizerBackend:

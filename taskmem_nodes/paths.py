@@ -17,11 +17,25 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "taskmem"
 
 
+DEFAULT_MODEL = "taskmem-sim-tiny"
+"""The shipped memorizer: a tiny Qwen3-VL trained here on the simulated world (warm start + GSPO)."""
+
+
 def default_model_dir() -> Path:
-    """The default memorizer checkpoint: `$TASKMEM_MODEL`, else the tiny model setup builds."""
+    """The default memorizer checkpoint: `$TASKMEM_MODEL`, else the shipped model expanded into the cache."""
     if env := os.environ.get("TASKMEM_MODEL"):
         return Path(env).expanduser()
-    return cache_dir() / "models" / "tiny-qwen3-vl"
+    return cache_dir() / "models" / DEFAULT_MODEL
+
+
+def shipped_model_file() -> Path:
+    """The packed default checkpoint: `models/` of a source checkout, else the installed share copy."""
+    name = f"{DEFAULT_MODEL}.safetensors"
+    if (_SOURCE_ROOT / "models" / name).is_file():
+        return _SOURCE_ROOT / "models" / name
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("taskmem")) / "models" / name
 
 
 def bundled_stream() -> Path:
@@ -49,3 +63,8 @@ def sim_dir() -> Path:
 
 def default_world() -> Path:
     return sim_dir() / "worlds" / "default.yaml"
+
+
+def demo_world() -> Path:
+    """The demo's bundled stream: a 3-minute simulated house."""
+    return sim_dir() / "worlds" / "demo.yaml"

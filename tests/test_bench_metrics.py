@@ -100,9 +100,15 @@ def test_model_systems_run_on_the_default_checkpoint(tmp_path, tiny_checkpoint):
     spec = DatasetSpec("synthetic", WorldConfig(duration_s=30.0), TaskConfig(per_minute=20, min_delay_s=5), streams=1)
     from taskmem_nodes.bench.runner import memorizer_settings
 
-    report = run_benchmark(spec, [0], ["policy", "captioner"], LexicalAnswerer(), NormalizedMatchJudge(),
-                           BenchConfig(), model_settings=memorizer_settings(str(tiny_checkpoint)), workdir=tmp_path)
-    for name in ("policy", "captioner"):
+    settings = memorizer_settings(str(tiny_checkpoint))
+    with pytest.raises(ValueError, match="unknown system 'policy:other'"):
+        run_benchmark(spec, [0], ["policy:other"], LexicalAnswerer(), NormalizedMatchJudge(), BenchConfig(),
+                      model_settings=settings, extra_models={"second": settings})
+    report = run_benchmark(spec, [0], ["policy", "captioner", "policy:second"], LexicalAnswerer(),
+                           NormalizedMatchJudge(), BenchConfig(), model_settings=settings,
+                           extra_models={"second": settings | {"max_description_tokens": 8}}, workdir=tmp_path)
+    assert report.to_dict()["settings"]["model:second"]["max_description_tokens"] == 8
+    for name in ("policy", "captioner", "policy:second"):
         memory = report.systems[name].memory()
         assert memory["clips"] == 3 and memory["seconds_per_clip_median"] > 0
         assert report.systems[name].per_seed[0][OVERALL].tasks == sum(report.task_counts[0].values()) > 0

@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from taskmem_nodes.answerer import Answerer
 from taskmem_nodes.bench.harness import BenchConfig, run_stream
 from taskmem_nodes.bench.judges import Judge
@@ -36,7 +34,6 @@ from taskmem_nodes.bench.memorizers import (
 from taskmem_nodes.bench.metrics import tally
 from taskmem_nodes.bench.report import BenchReport, SystemReport
 from taskmem_nodes.bench.types import BenchStream
-from taskmem_nodes.paths import config_dir, default_model_dir
 from taskmem_nodes.sim.dataset import synthetic_dataset
 from taskmem_nodes.sim.tasks import TaskConfig
 from taskmem_nodes.sim.world import World, WorldConfig
@@ -81,49 +78,62 @@ def load_streams(spec: DatasetSpec, seed: int) -> tuple[list[BenchStream], dict[
     return loader.load(spec.annotations, spec.videos, limit=spec.limit), {}
 
 
-def memorizer_settings(model_path: str = "", **overrides) -> dict:
-    """Backend settings as the memorizer node uses them (config/taskmem.yaml), for the benchmark's model."""
-    from taskmem_nodes.models.transformers_backend import TransformersBackendConfig
+def memorizer_settings(model_path: str = "", model_config: str | Path | None = None, **overrides) -> dict:
+    """Backend settings as the memorizer node gets them (config/taskmem.yaml, then `model_config` if given);
+    model_path "" is the shipped default model, expanded when a system first needs it."""
+    from taskmem_nodes.memorizer import BACKEND_PARAMETERS, memorizer_parameters
 
-    params = yaml.safe_load((config_dir() / "taskmem.yaml").read_text())["memorizer"]["ros__parameters"]
-    known = {f.name for f in dataclasses.fields(TransformersBackendConfig)}
-    settings = {k: v for k, v in params.items() if k in known}
-    settings.update(overrides, model_path=model_path or str(default_model_dir()))
-    return settings
+    params = memorizer_parameters(*([model_config] if model_config else []))
+    if model_path:
+        params["model_path"] = model_path
+    return {**{name: params[name] for name in BACKEND_PARAMETERS if name in params}, **overrides}
 
 
 class SystemFactory:
-    """Builds the memorizers by name; the model backend is loaded once and shared by policy and captioner."""
+    """Builds the memorizers by name. `policy` and `captioner` use the model of `model_settings`; `policy:<label>`
+    the model `extra_models[label]` (several checkpoints side by side). Each backend is loaded once."""
 
-    def __init__(self, worlds: dict[str, World], model_settings: dict | None = None):
+    def __init__(self, worlds: dict[str, World], model_settings: dict | None = None,
+                 extra_models: dict[str, dict] | None = None):
         self.worlds = worlds
         self.model_settings = model_settings or memorizer_settings()
-        self._backend = None
+        self.extra_models = extra_models or {}
+        self._backends: dict[str, object] = {}
 
     @property
-    def used_model(self) -> bool:
-        return self._backend is not None
+    def used_models(self) -> dict[str, dict]:
+        """Settings of the models that were loaded, by label ('' = the main model)."""
+        return {label: self.extra_models.get(label, self.model_settings) for label in self._backends}
 
-    def backend(self):
-        if self._backend is None:
-            from taskmem_nodes.memorizer import load_backend
+    def check(self, name: str) -> None:
+        """Raise ValueError for a system name this factory cannot build."""
+        base, _, label = name.partition(":")
+        if base not in SYSTEMS or (label and (base != "policy" or label not in self.extra_models)):
+            known = [*SYSTEMS, *(f"policy:{label}" for label in self.extra_models)]
+            raise ValueError(f"unknown system {name!r}; available: {', '.join(known)}")
 
-            self._backend = load_backend("transformers", **self.model_settings)
-            self._backend.load()
-        return self._backend
+    def backend(self, label: str = ""):
+        if label not in self._backends:
+            from taskmem_nodes.memorizer import backend_settings, load_backend
+
+            settings = self.extra_models.get(label, self.model_settings)
+            backend = load_backend("transformers", **backend_settings(settings))
+            backend.load()
+            self._backends[label] = backend
+        return self._backends[label]
 
     def make(self, name: str) -> StreamMemorizer:
-        if name == "oracle":
+        self.check(name)
+        base, _, label = name.partition(":")
+        if base == "oracle":
             return OracleMemorizer(self._describe)
-        if name == "oracle-half":
+        if base == "oracle-half":
             return OracleMemorizer(self._describe_half, name="oracle-half")
-        if name == "policy":
-            return PolicyMemorizer(self.backend())
-        if name == "captioner":
+        if base == "policy":
+            return PolicyMemorizer(self.backend(label))
+        if base == "captioner":
             return CaptionerMemorizer(self.backend())
-        if name == "no-memory":
-            return NoMemory()
-        raise ValueError(f"unknown system {name!r}; available: {', '.join(SYSTEMS)}")
+        return NoMemory()
 
     def _describe(self, context: ClipContext) -> str | None:
         world = self.worlds.get(context.stream_id)
@@ -142,20 +152,20 @@ class SystemFactory:
 
 def run_benchmark(spec: DatasetSpec, seeds: list[int], systems: list[str], answerer: Answerer, judge: Judge,
                   config: BenchConfig, *, model_settings: dict | None = None,
+                  extra_models: dict[str, dict] | None = None,
                   count_tokens: Callable[[str], int] = lambda text: len(text.split()),
                   on_clip: Callable[[], None] | None = None, workdir: Path | None = None,
                   reference: str = "") -> BenchReport:
     """Run every system on every seed's streams; the answerer and judge are the same for all of them."""
     if reference and reference not in systems:
         raise ValueError(f"reference {reference!r} must be one of the systems run: {', '.join(systems)}")
-    unknown = [s for s in systems if s not in SYSTEMS]
-    if unknown:
-        raise ValueError(f"unknown systems {unknown}; available: {', '.join(SYSTEMS)}")
+    factory = SystemFactory({}, model_settings, extra_models)
+    for name in systems:
+        factory.check(name)
     if spec.name != "synthetic" and {"oracle", "oracle-half"} & set(systems):
         raise ValueError("the oracle memory needs ground truth: use it with --dataset synthetic")
     reports = {name: SystemReport(name) for name in systems}
     task_counts: dict[int, dict[str, int]] = {}
-    factory = SystemFactory({}, model_settings)
     for seed in seeds:
         streams, worlds = load_streams(spec, seed)
         factory.worlds = worlds
@@ -180,8 +190,8 @@ def run_benchmark(spec: DatasetSpec, seeds: list[int], systems: list[str], answe
                      "streams_per_seed": spec.streams}
     else:
         settings |= {"annotations": str(spec.annotations), "videos": str(spec.videos), "limit": spec.limit}
-    if factory.used_model:
-        settings["model"] = factory.model_settings
+    for label, used in factory.used_models.items():
+        settings[f"model:{label}" if label else "model"] = used
     return BenchReport(spec.name, seeds, settings, task_counts, reports, reference)
 
 

@@ -44,9 +44,14 @@ def tiny_config(
     kv_heads: int = 2,
     vision_depth: int = 2,
     vision_hidden: int = 64,
+    experts: int = 0,
 ):
-    """A `Qwen3VLConfig` with tiny text/vision towers and the real token ids and patch geometry."""
-    from transformers import Qwen3VLConfig
+    """A `Qwen3VLConfig` with tiny text/vision towers and the real token ids and patch geometry.
+
+    experts > 0 gives the mixture-of-experts family instead (`Qwen3VLMoeConfig`, like Qwen3-VL-30B-A3B):
+    every decoder layer routes each token to 2 of `experts` experts.
+    """
+    from transformers import Qwen3VLConfig, Qwen3VLMoeConfig
 
     head_dim = text_hidden // heads
     if text_hidden % heads or head_dim % 2:
@@ -84,6 +89,10 @@ def tiny_config(
         # DeepStack taps: every block but the last feeds a merger (indexes must be < depth).
         "deepstack_visual_indexes": list(range(max(vision_depth - 1, 1))),
     }
+    if experts:
+        text.update(num_local_experts=experts, num_experts_per_tok=2, moe_intermediate_size=text_hidden,
+                    decoder_sparse_step=1)
+        return Qwen3VLMoeConfig(text_config=text, vision_config=vision, tie_word_embeddings=True)
     return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True)
 
 
@@ -133,13 +142,14 @@ def build_tiny_checkpoint(
     vision_hidden: int = 64,
     seed: int = 0,
     video_max_pixels: int = 64 * 64,
+    experts: int = 0,
 ) -> Path:
     """Write a random tiny Qwen3-VL checkpoint to `out_dir` (bf16 weights) and return its path.
 
     Idempotent: an existing complete directory is returned as is (its sizes are not checked).
     """
     import torch
-    from transformers import Qwen3VLForConditionalGeneration
+    from transformers import AutoModelForImageTextToText
 
     out = Path(out_dir)
     if is_complete(out):
@@ -154,11 +164,12 @@ def build_tiny_checkpoint(
         kv_heads=kv_heads,
         vision_depth=vision_depth,
         vision_hidden=vision_hidden,
+        experts=experts,
     )
     processor = tiny_processor(video_max_pixels)
     tokenizer = processor.tokenizer
     torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config).to(torch.bfloat16).eval()
+    model = AutoModelForImageTextToText.from_config(config).to(torch.bfloat16).eval()
     generation = model.generation_config
     generation.eos_token_id = [tokenizer.eos_token_id, tokenizer.pad_token_id]  # <|im_end|>, <|endoftext|>
     generation.pad_token_id = tokenizer.pad_token_id

@@ -18,7 +18,7 @@ from taskmem_interfaces.msg import Clip as ClipMsg
 from taskmem_interfaces.msg import Memory as MemoryMsg
 from taskmem_interfaces.msg import RejectedMemory as RejectedMsg
 
-from taskmem_nodes.memorizer import Memorizer, load_backend
+from taskmem_nodes.memorizer import Memorizer, backend_settings, load_backend
 from taskmem_nodes.nodes.conversions import memory_to_msg, msg_to_clip, rejected_to_msg
 from taskmem_nodes.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
@@ -69,11 +69,7 @@ class MemorizerNode(LifecycleNode):
             "enforce_format", "window_clips", "preceding_memories", "frames_per_clip", "queue_size")}
         model_path = p["model_path"] or str(default_model_dir())
         try:
-            backend = load_backend(
-                p["backend"], model_path=model_path, device=p["device"], dtype=p["dtype"],
-                max_thinking_tokens=p["max_thinking_tokens"], max_description_tokens=p["max_description_tokens"],
-                enforce_format=p["enforce_format"],
-            )
+            backend = load_backend(p["backend"], **backend_settings(p))
             backend.load()
         except Exception as err:  # any load failure: report it and stay unconfigured
             self.last_error = f"cannot load model {model_path}: {err}"

@@ -45,3 +45,18 @@ def training_vocabulary(tokenizer, config: WorldConfig, worlds: int = 20) -> lis
     for text in FORMAT_TEXTS:
         add(text)
     return sorted(ids)
+
+
+def prompt_vocabulary(processor, config: WorldConfig, worlds: int = 2, frames_per_clip: int = 2) -> list[int]:
+    """Sorted token ids of the policy's prompts on `worlds` sample streams as the processor expands them (chat
+    template, instructions, clock and frame times, video placeholders): the embedding rows a trained policy
+    reads besides its own vocabulary."""
+    from taskmem_nodes.models.transformers_backend import prepare_inputs
+    from taskmem_nodes.train.examples import stream_examples
+
+    ids: set[int] = set()
+    for seed in range(worlds):
+        world = World(dataclasses.replace(config, seed=20_000 + seed))
+        for example in stream_examples(world, frames_per_clip=frames_per_clip):
+            ids.update(prepare_inputs(processor, example.request)[1]["input_ids"][0].tolist())
+    return sorted(ids)
