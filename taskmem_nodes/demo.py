@@ -1,5 +1,10 @@
 """`taskmem demo`: the whole node graph on the bundled stream, printing memories as they are written and
-the answers to a few questions asked from memory only."""
+the answers to questions asked from memory only.
+
+The bundled stream is the simulated house (`sim/worlds/demo.yaml`, rendered by the replay camera): the
+questions are the world's own tasks with their true answers, so the table shows what the memory got right.
+A video file (e.g. the pedestrian clip `vtest.avi`) is replayed the same way with a few generic questions.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from taskmem_nodes.client import AskOutcome, TaskMemClient
+from taskmem_nodes.client import AskOutcome, AskStatus, TaskMemClient
 from taskmem_nodes.records import MemoryRecord, format_clock
 from taskmem_nodes.runner import GraphRunner
 from taskmem_nodes.store import MemoryStore
@@ -27,6 +32,31 @@ DEMO_QUESTIONS: list[tuple[str, list[str]]] = [
 ]
 
 
+DEMO_TASKS = 8
+"""Questions asked after a simulated stream: the world's last tasks (their answers hold at the stream's end)."""
+
+
+@dataclass(frozen=True)
+class DemoQuestion:
+    question: str
+    options: list[str]
+    truth: str | None = None  # the right answer ("" = abstain) when the stream is simulated
+    task_type: str = ""
+
+
+def demo_questions(source: Path) -> list[DemoQuestion]:
+    """The simulated world's last tasks with their answers, or generic questions for a video."""
+    if source.suffix not in (".yaml", ".yml"):
+        return [DemoQuestion(q, options) for q, options in DEMO_QUESTIONS]
+    from taskmem_nodes.sim.dataset import load_sim_config, make_stream
+
+    world_config, task_config = load_sim_config(source)
+    stream = make_stream(world_config, task_config, "demo").stream
+    asked = [t for t in stream.tasks if t.arrival <= stream.duration][-DEMO_TASKS:]
+    return [DemoQuestion(t.question, list(t.options), "" if t.should_abstain else t.answer, t.task_type)
+            for t in asked]
+
+
 @dataclass
 class DemoReport:
     """What the demo produced and measured."""
@@ -36,7 +66,7 @@ class DemoReport:
     memories: list[MemoryRecord] = field(default_factory=list)
     rejected: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds from clip end (wall) to memory written
-    answers: list[tuple[str, AskOutcome]] = field(default_factory=list)
+    answers: list[tuple[DemoQuestion, AskOutcome]] = field(default_factory=list)
     wall_seconds: float = 0.0
 
 
@@ -108,8 +138,9 @@ def run_demo(video: Path, *, rate: float = 4.0, database: Path | None = None, ti
             raise TimeoutError(f"the memorizer did not become active; its log:\n{runner.log('memorizer')[-3000:]}")
         runner.start_node("replay_camera")
         _wait_until_memorized(runner, client, progress, timeout)
-        for question, options in DEMO_QUESTIONS:
-            report.answers.append((question, client.ask(question, options)))
+        for question in demo_questions(video):
+            report.answers.append((question, client.ask(question.question, question.options,
+                                                        task_type=question.task_type)))
     store = MemoryStore(database, readonly=True)
     report.memories = store.memories()
     report.rejected = store.counts()["rejected"]
@@ -130,13 +161,28 @@ def _latencies(store: MemoryStore, rate: float) -> list[float]:
     return [m.created_at - (origin + (m.end - origin) / rate) for m in store.memories()]
 
 
+def is_right(question: DemoQuestion, outcome: AskOutcome) -> bool | None:
+    """Whether the answer matches the simulated truth (abstaining is right when nothing can be known)."""
+    if question.truth is None:
+        return None
+    if not question.truth:
+        return outcome.status is AskStatus.ABSTAINED
+    return outcome.status is AskStatus.ANSWERED and outcome.answer.strip().lower() == question.truth.lower()
+
+
 def _print_report(report: DemoReport, console: Console) -> None:
+    simulated = any(q.truth is not None for q, _ in report.answers)
     table = Table(title="Questions answered from memory only")
-    for column in ("question", "status", "answer", "memories used"):
+    for column in ("question", "status", "answer", *(("truth", "right") if simulated else ()), "memories used"):
         table.add_column(column)
     for question, outcome in report.answers:
-        table.add_row(question, outcome.status.value, outcome.answer, str(len(outcome.memory_ids)))
+        check = () if not simulated else (question.truth or "(abstain)", "yes" if is_right(question, outcome)
+                                          else "no")
+        table.add_row(question.question, outcome.status.value, outcome.answer, *check, str(len(outcome.memory_ids)))
     console.print(table)
+    if simulated:
+        right = sum(bool(is_right(q, o)) for q, o in report.answers)
+        console.print(f"{right} of {len(report.answers)} questions answered right from memory alone")
     console.print(
         f"{len(report.memories)} memories, {report.rejected} rejected outputs in {report.wall_seconds:.0f} s. "
         f"Clip end -> memory written: {_percentiles(report.latencies)}; "

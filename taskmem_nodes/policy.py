@@ -33,6 +33,9 @@ SYSTEM_PROMPT = (
 )
 
 _ENTITY_TAG = re.compile(r"<((?:face|person|body|object)_[A-Za-z0-9]+)>")
+_PERSON_ID = re.compile(r"\bperson (\d+)\b")
+"""People as the simulated world's policy names them (the id they wear): "person 3" is the entity person_3.
+The prompt keeps the paper's `<face_1>` wording, which released checkpoints were trained with."""
 
 
 @dataclass(frozen=True)
@@ -192,5 +195,7 @@ def parse_output(raw: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> ParsedMemo
     description = sanitize_text(description, max_chars)
     if not description:
         raise MemoryParseError("empty description")
-    entities = tuple(dict.fromkeys(_ENTITY_TAG.findall(description)))
+    found = [(m.start(), m.group(1)) for m in _ENTITY_TAG.finditer(description)]
+    found += [(m.start(), f"person_{m.group(1)}") for m in _PERSON_ID.finditer(description)]
+    entities = tuple(dict.fromkeys(name for _, name in sorted(found)))
     return ParsedMemory(description=description, thinking=thinking, entity_ids=entities)

@@ -75,6 +75,9 @@ def test_parses_well_formed_outputs(raw, description):
 def test_entity_ids_are_extracted_once_each():
     parsed = parse_output('<think></think>{"description": "<face_2> hands a cup to <face_10>; <face_2> leaves."}')
     assert parsed.entity_ids == ("face_2", "face_10")
+    simulated = parse_output('<think></think>{"description": "person 3 in red enters. <face_1> waves to person 3 '
+                             'and person 12. a personal mug."}')
+    assert simulated.entity_ids == ("person_3", "face_1", "person_12")
 
 
 @pytest.mark.parametrize("raw,reason", [
