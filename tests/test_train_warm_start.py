@@ -6,6 +6,9 @@ import pytest
 
 from taskmem_nodes.models.policy_spec import PolicySpec
 from taskmem_nodes.models.tiny import is_complete
+from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.train.examples import stream_examples
+from taskmem_nodes.train.vision_probe import label_names, scene_labels
 from taskmem_nodes.train.warm_start import ExampleSource, WarmStartConfig, learning_rate, train_warm_start
 
 TINY = {"text_hidden": 64, "layers": 1, "heads": 2, "vision_depth": 1, "vision_hidden": 32, "batch_size": 2,
@@ -27,6 +30,26 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     split_log = json.loads((tmp_path / "split" / "log.json").read_text())
     assert [e["step"] for e in split_log] == [1, 2, 3]
     assert [e["loss"] for e in split_log] == pytest.approx([e["loss"] for e in whole_log], rel=1e-5)
+    assert [e["probe_loss"] for e in split_log] == pytest.approx([e["probe_loss"] for e in whole_log], rel=1e-5)
+    assert all(e["probe_loss"] > 0 for e in whole_log)  # the vision probe trained alongside
+
+
+def test_vision_probe_labels_say_what_the_first_and_last_frame_show():
+    world = World(WorldConfig(seed=7, duration_s=60.0))
+    names = label_names(world.config)
+    examples = list(stream_examples(world, frames_per_clip=2))
+
+    def shown(index: int) -> set[str]:
+        labels = scene_labels(world, index, *examples[index].frame_span, names)
+        return {names[i] for i in labels.nonzero().flatten().tolist()}
+
+    assert examples[1].frame_span == (10.0, 19.0)  # first and last sampled frame of clip 1
+    assert "person 3 in orange enters the office" in examples[1].description
+    assert {"last: person 3", "last: person 3 in orange", "last: person 3 walking"} <= shown(1)
+    assert "first: person 3" not in shown(1)
+    assert "a red mug appears on the office desk" in examples[0].description
+    assert "last: red mug" in shown(0) and "first: red mug" not in shown(0)
+    assert len(names) == len(set(names)) == 184
 
 
 def test_examples_are_addressed_deterministically_and_apart_from_benchmark_worlds(tmp_path):

@@ -18,6 +18,7 @@ from taskmem_nodes.policy import (
     PolicyRequest,
     PrecedingMemory,
     build_request,
+    pick_frames,
     select_window,
 )
 from taskmem_nodes.sim.dataset import world_frames
@@ -44,6 +45,7 @@ class ClipExample:
     request: PolicyRequest
     description: str  # the ground-truth new content: the warm-start target
     target: str  # the whole output text for supervised training
+    frame_span: tuple[float, float] = (0.0, 0.0)  # stream times of the clip's first and last frame shown
 
 
 def stream_clips(world: World, sample_fps: float) -> list[Clip]:
@@ -67,5 +69,6 @@ def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: i
         texts = [preceding[i] if preceding is not None else world.describe_new(i) for i in earlier]
         memories = [PrecedingMemory(clips[i].start, clips[i].end, text) for i, text in zip(earlier, texts) if text]
         description = world.describe_new(index)
+        shown = pick_frames(clip.frames, frames_per_clip)
         yield ClipExample(world, index, build_request(window, memories, frames_per_clip), description,
-                          target_output(description, thinking_for(world, index)))
+                          target_output(description, thinking_for(world, index)), (shown[0].stamp, shown[-1].stamp))
