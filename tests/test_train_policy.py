@@ -10,8 +10,10 @@ from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
 from taskmem_nodes.models.transformers_backend import TransformersBackend, TransformersBackendConfig
 from taskmem_nodes.policy import parse_output
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import stream_examples, target_output, thinking_for
+from taskmem_nodes.train.examples import stream_examples, target_description, target_output, thinking_for
+from taskmem_nodes.train.fact_judge import statements
 from taskmem_nodes.train.policy_model import RestrictedPolicy
+from taskmem_nodes.train.vision_probe import cell_classes, cell_labels
 from taskmem_nodes.train.vocab import training_vocabulary
 
 SHORT = WorldConfig(seed=1, duration_s=60.0)
@@ -24,8 +26,11 @@ def test_examples_follow_the_policy_io():
         clips_in_window = min(example.index + 1, 5)
         assert example.request.video.shape[0] == clips_in_window * 5  # 0.5 fps x 10 s per clip
         parsed = parse_output(example.target)
-        assert parsed.description == example.description == world.describe_new(example.index)
-        assert parsed.thinking == thinking_for(world, example.index)
+        assert parsed.description == example.description == target_description(world, example.index,
+                                                                              example.frame_span)
+        assert set(statements(example.description)) <= set(statements(world.describe_new(example.index)))
+        assert parsed.thinking == thinking_for(world, example.index, example.frame_span)
+        assert parsed.thinking.startswith(f"The {world.clips[example.index].room}. first: ")
     prompt = examples[5].request.messages[1]["content"][1]["text"]
     for earlier in range(1, 5):  # the memories of the four preceding clips, not of clip 0
         assert world.describe_new(earlier) in prompt
@@ -41,7 +46,8 @@ def test_vocabulary_covers_unseen_worlds():
     for seed in range(30, 36):
         world = World(WorldConfig(seed=seed))
         for index in range(len(world.clips)):
-            text = target_output(world.describe_new(index), thinking_for(world, index)) + "<|im_end|>"
+            span = (world.clips[index].start, world.clips[index].end - 0.5)
+            text = target_output(world.describe_new(index), thinking_for(world, index, span)) + "<|im_end|>"
             assert set(tokenizer.encode(text, add_special_tokens=False)) <= allowed
 
 @pytest.fixture(scope="module")
@@ -97,3 +103,45 @@ def test_policy_spec_round_trip_and_errors(tmp_path):
         (tmp_path / POLICY_FILE).write_text(bad)
         with pytest.raises(ValueError, match=r"policy spec|must not be negative"):
             PolicySpec.load(tmp_path)
+
+
+def test_thinking_scans_the_first_frame_and_what_changed_by_the_last():
+    world = World(WorldConfig(seed=5))
+    examples = list(stream_examples(world, frames_per_clip=2))
+    assert examples[0].target.startswith(
+        "<think>\nThe kitchen. first: table: purple bottle, yellow book, yellow book. "
+        "counter: green ball, green ball. people: 2 red walking. last: same.\n</think>")
+    assert "first: table: purple bottle, yellow book, yellow book. counter: green ball, green ball. people: 2 red " \
+           "walking. last: people: none." in examples[1].target
+    assert "person 2 in red leaves the kitchen." in examples[1].description
+    # person 5 enters and leaves between the two frames shown: nothing tells of it, so the target leaves it out
+    assert "person 5 in black enters the kitchen." in world.describe_new(2)
+    assert examples[2].description == "in the kitchen." and "last: same." in examples[2].target
+
+    refs = [(examples[0].target[a:b], cell) for a, b, cell in examples[0].cell_refs]
+    assert refs == [("purple bottle", 16), ("yellow book", 17), ("yellow book", 18), ("green ball", 21),
+                    ("green ball", 22), ("2 red walking", 33)]  # row 2: the places' units; row 4: person slot 0
+    labels = cell_labels(world, 0, *examples[0].frame_span)  # the cell probe's labels agree on every cell named
+    colours, kinds, people = (cell_classes(world.config)[head] for head in ("colour", "kind", "person"))
+    for text, cell in refs[:5]:
+        assert f"{colours[labels[0, 0, cell]]} {kinds[labels[0, 1, cell]]}" == text
+    assert people[labels[0, 2, 33]] == "2"
+
+
+def test_attention_guide_pairs_scanned_tokens_with_their_cells_vision_tokens(tmp_path):
+    from taskmem_nodes.models.tiny import build_tiny_checkpoint
+    from taskmem_nodes.train.warm_start import WarmStartConfig, _AttentionGuide
+
+    full_frames = build_tiny_checkpoint(tmp_path / "tiny", text_hidden=64, layers=1, heads=2, vision_depth=1,
+                                        vision_hidden=32, video_max_pixels=256 * 192)  # one vision token per cell
+    allowed = training_vocabulary(build_qwen_tokenizer(), WorldConfig(), worlds=2)
+    policy = RestrictedPolicy.load(full_frames, allowed, frames_per_clip=2)
+    example = list(stream_examples(World(WorldConfig(seed=5)), frames_per_clip=2))[3]  # a 4-clip window
+    sequence = policy.encode(example.request, example.target)
+    queries, keys = _AttentionGuide(policy, WarmStartConfig(attention_guide_weight=1.0)).pairs(example, sequence)
+    ids = sequence.inputs["input_ids"][0]
+    video = (ids == policy.model.config.video_token_id).nonzero().flatten()
+    assert len(video) == 4 * 48 and set(keys.tolist()) <= set(video[-48:].tolist())  # the newest clip's tokens
+    predicted = policy.tokenizer.decode(ids[queries + 1])  # the tokens those positions predict
+    assert predicted.replace(" ", "") == "".join(example.target[a:b] for a, b, _ in example.cell_refs).replace(" ", "")
+    assert (keys - video[-48]).tolist()[:2] == [example.cell_refs[0][2]] * 2  # "purple ball" -> its cell, twice

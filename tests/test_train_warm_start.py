@@ -7,49 +7,69 @@ import pytest
 from taskmem_nodes.models.policy_spec import PolicySpec
 from taskmem_nodes.models.tiny import is_complete
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import stream_examples
-from taskmem_nodes.train.vision_probe import label_names, scene_labels
+from taskmem_nodes.train.examples import clip_alone_examples, stream_examples
+from taskmem_nodes.train.vision_probe import CellProbe, cell_classes, cell_labels
 from taskmem_nodes.train.warm_start import ExampleSource, WarmStartConfig, learning_rate, train_warm_start
 
 TINY = {"text_hidden": 64, "layers": 1, "heads": 2, "vision_depth": 1, "vision_hidden": 32, "batch_size": 2,
-        "world": {"duration_s": 60.0, "cell_px": 16}, "warmup_steps": 1, "checkpoint_every": 2}
+        "world": {"duration_s": 60.0}, "warmup_steps": 1, "checkpoint_every": 2, "single_clip_steps": 1,
+        "cell_probe_weight": 1.0}
 
 
 @pytest.mark.timeout(900)
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    whole = WarmStartConfig(out_dir=str(tmp_path / "whole"), steps=3, **TINY)
+    whole = WarmStartConfig(out_dir=str(tmp_path / "whole"), steps=2, **TINY)  # 1 + 2 steps
     final = train_warm_start(whole)
     assert is_complete(final)  # a standard checkpoint directory
     assert PolicySpec.load(final).frames_per_clip == 2 and PolicySpec.load(final).allowed_token_ids
     assert (tmp_path / "whole" / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    interrupted = WarmStartConfig(out_dir=str(tmp_path / "split"), steps=2, **TINY)
+    interrupted = WarmStartConfig(out_dir=str(tmp_path / "split"), steps=1, **TINY)
     train_warm_start(interrupted)  # stops after step 2, as a killed run would have left its last checkpoint
-    resumed = WarmStartConfig(out_dir=str(tmp_path / "split"), steps=3, **TINY)
+    resumed = WarmStartConfig(out_dir=str(tmp_path / "split"), steps=2, **TINY)
     train_warm_start(resumed)
     whole_log = json.loads((tmp_path / "whole" / "log.json").read_text())
     split_log = json.loads((tmp_path / "split" / "log.json").read_text())
     assert [e["step"] for e in split_log] == [1, 2, 3]
     assert [e["loss"] for e in split_log] == pytest.approx([e["loss"] for e in whole_log], rel=1e-5)
     assert [e["probe_loss"] for e in split_log] == pytest.approx([e["probe_loss"] for e in whole_log], rel=1e-5)
-    assert all(e["probe_loss"] > 0 for e in whole_log)  # the vision probe trained alongside
+    assert all(e["probe_loss"] > 0 for e in whole_log)  # the cell probe trained alongside
+    assert [e["stage"] for e in whole_log] == ["single clip", "window", "window"]
 
 
-def test_vision_probe_labels_say_what_the_first_and_last_frame_show():
+def test_cell_labels_say_what_each_cell_shows_at_the_first_and_last_frame():
     world = World(WorldConfig(seed=7, duration_s=60.0))
-    names = label_names(world.config)
     examples = list(stream_examples(world, frames_per_clip=2))
+    classes = cell_classes(world.config)
 
-    def shown(index: int) -> set[str]:
-        labels = scene_labels(world, index, *examples[index].frame_span, names)
-        return {names[i] for i in labels.nonzero().flatten().tolist()}
+    def cell(index: int, frame: int, head: int, row: int, column: int) -> str:
+        labels = cell_labels(world, index, *examples[index].frame_span)
+        assert labels.shape == (2, 3, 48)
+        return list(classes.values())[head][int(labels[frame, head, row * 8 + column])]
 
     assert examples[1].frame_span == (10.0, 19.0)  # first and last sampled frame of clip 1
     assert "person 3 in orange enters the office" in examples[1].description
-    assert {"last: person 3", "last: person 3 in orange", "last: person 3 walking"} <= shown(1)
-    assert "first: person 3" not in shown(1)
+    slot = world.clips[1].end_state.people[3].slot
+    column = {0: 1, 1: 3, 2: 6}[slot]  # the renderer's person slots, in cells
+    assert cell(1, 1, 2, 4, column) == "3" and cell(1, 1, 0, 5, column) == "orange"
+    assert cell(1, 0, 2, 4, column) == "-"  # not there yet at the first frame
     assert "a red mug appears on the office desk" in examples[0].description
-    assert "last: red mug" in shown(0) and "first: red mug" not in shown(0)
-    assert len(names) == len(set(names)) == 184
+    desk = [o for o in world.clips[0].end_state.objects if o.place == "office desk"]
+    units = [(o.colour, o.kind) for o in sorted(desk, key=lambda o: (o.colour, o.kind)) for _ in range(o.count)]
+    slot = units.index(("red", "mug"))  # the desk is the office's first place: cells 0-2 of row 2
+    assert (cell(0, 1, 0, 2, slot), cell(0, 1, 1, 2, slot)) == ("red", "mug")
+    assert cell(0, 0, 1, 2, slot) != "mug" or cell(0, 0, 0, 2, slot) != "red"
+    assert cell(0, 1, 1, 0, 0) == "-"  # the wall holds no object
+    with pytest.raises(ValueError, match="cell_px 32"):
+        CellProbe(16, WorldConfig(cell_px=16))
+
+
+def test_single_clip_examples_show_the_clip_alone_with_everything_it_shows():
+    world = World(WorldConfig(seed=7, duration_s=60.0))
+    alone = list(clip_alone_examples(world, frames_per_clip=2))
+    assert [e.description for e in alone] == [world.describe(i) for i in range(6)]
+    assert all(len(e.request.video) == 2 and e.request.frame_times == (0.0, 9.0)  # the clip alone: 1st, last frame
+               and "You have written no memories" in e.request.messages[-1]["content"][1]["text"] for e in alone)
+    assert alone[3].target.endswith(json.dumps({"description": world.describe(3)}))
 
 
 def test_examples_are_addressed_deterministically_and_apart_from_benchmark_worlds(tmp_path):

@@ -270,6 +270,10 @@ class World:
     def describe_new(self, index: int, preceding: int = 4) -> str:
         """What clip `index` adds to the `preceding` clips' facts (the paper's "only new content"): the room,
         then the facts not already stated; the oracle memory and the warm-start target."""
+        return " ".join(f.text for f in self.new_facts(index, preceding))
+
+    def new_facts(self, index: int, preceding: int = 4) -> list[Fact]:
+        """The facts of `describe_new`."""
         latest: dict[tuple, tuple] = {}  # slot -> key of the latest statement about it
         for clip in self.clips[max(0, index - preceding): index + 1]:
             for fact in clip.facts:
@@ -278,7 +282,7 @@ class World:
                 for slot in touched_slots(fact):  # after an event the state is worth stating again
                     latest.pop(slot, None)
         facts = self.clips[index].facts
-        return " ".join(f.text for f in facts if f.key[0] == "room" or not f.slot or latest.get(f.slot) != f.key)
+        return [f for f in facts if f.key[0] == "room" or not f.slot or latest.get(f.slot) != f.key]
 
     @property
     def places(self) -> list[str]:

@@ -22,7 +22,7 @@ from taskmem_nodes.policy import (
     select_window,
 )
 from taskmem_nodes.sim.dataset import world_frames
-from taskmem_nodes.sim.world import World
+from taskmem_nodes.sim.world import ClipTruth, Fact, RoomSpec, World, WorldState, touched_slots
 
 
 def target_output(description: str, thinking: str) -> str:
@@ -30,10 +30,62 @@ def target_output(description: str, thinking: str) -> str:
     return f"<think>\n{thinking}\n</think>\n\n" + json.dumps({"description": description})
 
 
-def thinking_for(world: World, index: int) -> str:
-    """A short plan the warm start teaches: where the camera is (a count of new facts here taught the model
-    to say "0" and write the room only)."""
-    return f"The {world.clips[index].room}."
+CellRef = tuple[int, int, int]
+"""(start, end, cell): characters of the thinking that name what one layout cell of the newest clip shows."""
+
+
+def _scan_part(text: str, items: list[tuple[str, int]]) -> tuple[str, list[CellRef]]:
+    """`text` followed by its items joined by commas (or the empty word), each item's span and cell kept."""
+    refs = []
+    for k, (item, cell) in enumerate(items):
+        text += ", " if k else " "
+        refs.append((len(text), len(text) + len(item), cell))
+        text += item
+    return text, refs
+
+
+def scene_scan(state: WorldState, room: RoomSpec) -> list[tuple[str, list[CellRef]]]:
+    """What one frame shows, part by part in the renderer's left-to-right order (lights, door, each place's
+    object units, the people: id, shirt, what they do), each part with the cells its items are drawn in."""
+    from taskmem_nodes.sim.render import GRID_COLUMNS, PERSON_COLUMNS, PLACE_COLUMNS
+
+    room_state = state.rooms[room.name]
+    parts = [("lights off." if not room_state.lights_on else "lights on.", []),
+             ("door open." if room_state.door_open else "door closed.", [])]
+    for column, place in zip(PLACE_COLUMNS, room.places):
+        units = [f"{o.colour} {o.kind}" for o in sorted(state.objects_at(f"{room.name} {place}"),
+                                                       key=lambda o: (o.colour, o.kind)) for _ in range(o.count)]
+        text, refs = _scan_part(f"{place}:", [(u, 2 * GRID_COLUMNS + column + k) for k, u in enumerate(units[:3])])
+        parts.append((text + ("." if units else " nothing."), refs))
+    people = [(f"{p.pid} {p.shirt} {'carrying ' + ' '.join(p.carrying) if p.carrying else p.activity}",
+               4 * GRID_COLUMNS + int(PERSON_COLUMNS[p.slot] - 0.38)) for p in state.in_room(room.name)]
+    text, refs = _scan_part("people:", people)
+    parts.append((text + ("." if people else " none."), refs))
+    return parts
+
+
+def scan_thinking(world: World, index: int, frame_span: tuple[float, float]) -> tuple[str, list[CellRef]]:
+    """The plan the warm start teaches: the room, a scan of the clip's first frame shown, and what differs at its
+    last, with the cells each scanned item is drawn in. Reading each cell into the thinking first makes the
+    memory a matter of comparing and copying text (a count of new facts here, as the only plan, taught the
+    model to say "0" and write the room only)."""
+    clip = world.clips[index]
+    room = next(r for r in world.config.room_specs if r.name == clip.room)
+    first, last = (scene_scan(clip.state_at(t), room) for t in frame_span)
+    shown = [part for part in first if part[0] not in ("lights on.", "door closed.")]
+    changed = [b for a, b in zip(first, last, strict=True) if a[0] != b[0]] or [("same.", [])]
+    text, refs = f"The {clip.room}.", []
+    for label, parts in (("first:", shown), ("last:", changed)):
+        text += f" {label}"
+        for part, part_refs in parts:
+            refs += [(len(text) + 1 + start, len(text) + 1 + end, cell) for start, end, cell in part_refs]
+            text += f" {part}"
+    return text, refs
+
+
+def thinking_for(world: World, index: int, frame_span: tuple[float, float]) -> str:
+    """The thinking text of `scan_thinking`."""
+    return scan_thinking(world, index, frame_span)[0]
 
 
 @dataclass(frozen=True)
@@ -43,9 +95,10 @@ class ClipExample:
     world: World
     index: int  # clip index in the stream
     request: PolicyRequest
-    description: str  # the ground-truth new content: the warm-start target
+    description: str  # the ground-truth new content the frames shown tell of: the warm-start target
     target: str  # the whole output text for supervised training
     frame_span: tuple[float, float] = (0.0, 0.0)  # stream times of the clip's first and last frame shown
+    cell_refs: tuple[CellRef, ...] = ()  # spans of `target` naming what a cell of the newest clip shows
 
 
 def stream_clips(world: World, sample_fps: float) -> list[Clip]:
@@ -68,7 +121,51 @@ def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: i
         earlier = range(max(0, index - PRECEDING_MEMORIES), index)
         texts = [preceding[i] if preceding is not None else world.describe_new(i) for i in earlier]
         memories = [PrecedingMemory(clips[i].start, clips[i].end, text) for i, text in zip(earlier, texts) if text]
-        description = world.describe_new(index)
         shown = pick_frames(clip.frames, frames_per_clip)
-        yield ClipExample(world, index, build_request(window, memories, frames_per_clip), description,
-                          target_output(description, thinking_for(world, index)), (shown[0].stamp, shown[-1].stamp))
+        span = (shown[0].stamp, shown[-1].stamp)
+        yield _example(world, index, build_request(window, memories, frames_per_clip), span, new_only=True)
+
+
+def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0) -> Iterator[ClipExample]:
+    """Every clip of `world` on its own (no window, no preceding memories) with everything it shows as target:
+    the warm start's first stage, where seeing is learned apart from "only new content"."""
+    for index, clip in enumerate(stream_clips(world, sample_fps)):
+        shown = pick_frames(clip.frames, frames_per_clip)
+        span = (shown[0].stamp, shown[-1].stamp)
+        yield _example(world, index, build_request([clip], [], frames_per_clip), span, new_only=False)
+
+
+def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -> bool:
+    """Whether the frames shown tell of `fact`: an event is seen when a person or object group it touches looks
+    different at the last frame than at the first (entering and leaving between the two is not); the room and
+    the states at the clip's end always are."""
+    slots = touched_slots(fact)
+    if not slots:
+        return True
+    first, last = (clip.state_at(t) for t in frame_span)
+
+    def look(state: WorldState, slot: tuple):
+        if slot[0] == "person":
+            person = state.people[slot[1]]
+            return (person.activity, person.carrying) if person.room == clip.room else None
+        _, colour, kind, place = slot
+        return sum(o.count for o in state.objects_at(place) if (o.colour, o.kind) == (colour, kind))
+
+    return any(look(first, slot) != look(last, slot) for slot in slots)
+
+
+def target_description(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True) -> str:
+    """The warm start's target: the clip's new content (or everything it shows) that the frames shown tell of."""
+    clip = world.clips[index]
+    facts = world.new_facts(index) if new_only else clip.facts
+    return " ".join(f.text for f in facts if seen_between(clip, f, frame_span))
+
+
+def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
+             new_only: bool) -> ClipExample:
+    description = target_description(world, index, span, new_only=new_only)
+    thinking, refs = scan_thinking(world, index, span)
+    target = target_output(description, thinking)
+    offset = target.index(thinking)
+    return ClipExample(world, index, request, description, target, span,
+                       tuple((offset + start, offset + end, cell) for start, end, cell in refs))

@@ -111,6 +111,12 @@ class RestrictedPolicy:
         self.processor.video_processor.save_pretrained(path)
         PolicySpec(tuple(self.allowed.tolist()), self.frames_per_clip).save(path)
 
+    def tokens_per_group(self, sequence: Sequence) -> int:
+        """Merged vision tokens of one temporal group (one clip at two frames per clip)."""
+        _, h, w = sequence.inputs["video_grid_thw"][0].tolist()
+        merge = self.model.config.vision_config.spatial_merge_size
+        return (h // merge) * (w // merge)
+
     def encode(self, request: PolicyRequest, target: str) -> Sequence:
         """The prompt of `request` (exactly as inference builds it) followed by `target` and end-of-turn."""
         if target.startswith(THINK_PREFILL):  # the chat template already opened the thinking block
@@ -135,9 +141,16 @@ class RestrictedPolicy:
 
     def target_logits(self, sequence: Sequence) -> torch.Tensor:
         """(n_target, n_allowed) logits at the positions that predict the target tokens."""
-        out = self.model.model(**sequence.inputs)
+        return self.forward(sequence)[0]
+
+    def forward(self, sequence: Sequence,
+                attention_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The target logits and, when `attention_layer` is given, that decoder layer's attention weights
+        (heads, seq, seq); they need eager attention (`set_attn_implementation("eager")`)."""
+        out = self.model.model(**sequence.inputs, output_attentions=attention_layer is not None)
         hidden = out.last_hidden_state[0, sequence.prompt_tokens - 1: -1]  # (n_target, hidden)
-        return hidden @ self.embedding.rows.T  # the tied head's allowed rows
+        attention = out.attentions[attention_layer][0] if attention_layer is not None else None
+        return hidden @ self.embedding.rows.T, attention  # the tied head's allowed rows
 
     def loss(self, sequence: Sequence) -> torch.Tensor:
         """Mean cross-entropy of the target tokens."""

@@ -1,69 +1,85 @@
-"""A direct training signal for a vision tower that starts from random weights.
+"""A direct training signal for a vision tower that starts from random weights: the cell probe.
 
 Real MLLMs start from a pretrained vision encoder; the tiny default model does not, and through the language
 loss alone its tower learned only the room's colours (measured: after 1,200 warm-start steps the text loss
-was 0.49 with the real video and 0.53 with a black one). This probe reads the vision tokens of the newest
-clip (pooled) and predicts what the clip shows at its first and last frame: who is there, in which shirt,
-doing what, carrying something, which objects lie in the room, lights and door. Its loss is added to the
-warm start's; the probe is dropped afterwards, the checkpoint stays a standard Qwen3-VL.
+was 0.49 with the real video and 0.53 with a black one; a probe of the pooled clip tokens stayed at the labels'
+prior). At the default cell size each merged vision token is one 32-px cell of the renderer's 8 x 6 layout, so
+this probe asks every token of the newest clip what its cell shows at the clip's first and last frame: the
+colour there (object or shirt), the object kind, the person id. Its loss is added to the warm start's; the
+probe is dropped afterwards and the checkpoint stays a standard Qwen3-VL.
 """
 
 from __future__ import annotations
 
-from itertools import product
-
 import torch
 
-from taskmem_nodes.sim.world import ACTIVITIES, COLOURS, World, WorldConfig, WorldState
+from taskmem_nodes.sim.render import GRID_COLUMNS, GRID_ROWS, PERSON_COLUMNS, PLACE_COLUMNS
+from taskmem_nodes.sim.world import COLOURS, RoomSpec, World, WorldConfig, WorldState
+
+MERGED_PATCH_PX = 32
+"""Pixels per merged vision token of Qwen3-VL (patch 16, 2 x 2 merge)."""
 
 
-def label_names(config: WorldConfig) -> list[str]:
-    """Names of the probe's binary labels for worlds of `config`."""
-    pids = range(1, config.max_person_id + 1)
-    things = [f"{c} {k}" for c, k in product(config.colours, config.object_kinds)]
-    names = []
-    for phase in ("first", "last"):
-        names += [f"{phase}: person {p}" for p in pids] + [f"{phase}: {t}" for t in things]
-    names += [f"last: person {p} in {s}" for p, s in product(pids, COLOURS)]
-    names += [f"last: person {p} {a}" for p, a in product(pids, ACTIVITIES)]
-    names += [f"last: person {p} carrying" for p in pids]
-    names += ["last: lights off", "last: door open"]
-    return names
+CELL_HEADS = ("colour", "kind", "person")
+"""What the cell probe reads from each merged vision token (one 32-px layout cell), at the first and last frame."""
 
 
-def _visible(state: WorldState, room: str, phase: str) -> set[str]:
-    shown = {f"{phase}: person {p.pid}" for p in state.in_room(room)}
-    shown |= {f"{phase}: {o.colour} {o.kind}" for o in state.objects if o.place.startswith(f"{room} ")}
-    if phase == "last":
-        for person in state.in_room(room):
-            shown |= {f"last: person {person.pid} in {person.shirt}", f"last: person {person.pid} {person.activity}"}
-            if person.carrying:
-                shown.add(f"last: person {person.pid} carrying")
-        if not state.rooms[room].lights_on:
-            shown.add("last: lights off")
-        if state.rooms[room].door_open:
-            shown.add("last: door open")
-    return shown
+def cell_classes(config: WorldConfig) -> dict[str, list[str]]:
+    """Class names per head; class 0 is 'nothing there'."""
+    return {"colour": ["-", *COLOURS], "kind": ["-", *config.object_kinds],
+            "person": ["-", *(str(p) for p in range(1, config.max_person_id + 1))]}
 
 
-def scene_labels(world: World, index: int, first_time: float, last_time: float, names: list[str]) -> torch.Tensor:
-    """Multi-hot labels of clip `index` as its first and last frames (stream times) show it."""
+def _cell_layout(state: WorldState, room: RoomSpec, config: WorldConfig) -> dict[str, list[int]]:
+    """Per-head class of each of the 8 x 6 cells as the renderer draws `room` in `state` (row-major)."""
+    classes = cell_classes(config)
+    cells = {head: [0] * (GRID_COLUMNS * GRID_ROWS) for head in CELL_HEADS}
+    for column, place in zip(PLACE_COLUMNS, room.places):  # object units in row 2, in the renderer's order
+        units = [(o.colour, o.kind) for o in sorted(state.objects_at(f"{room.name} {place}"),
+                                                       key=lambda o: (o.colour, o.kind)) for _ in range(o.count)]
+        for slot, (colour, kind) in enumerate(units[:3]):
+            cells["colour"][2 * GRID_COLUMNS + column + slot] = classes["colour"].index(colour)
+            cells["kind"][2 * GRID_COLUMNS + column + slot] = classes["kind"].index(kind)
+    for person in state.in_room(room.name):  # shirts span rows 4-5 around the slot's centre column
+        centre = PERSON_COLUMNS[person.slot]
+        for column in {int(centre - 0.38), int(centre + 0.38 - 1e-9)}:
+            for row in (4, 5):
+                cells["person"][row * GRID_COLUMNS + column] = person.pid
+                cells["colour"][row * GRID_COLUMNS + column] = classes["colour"].index(person.shirt)
+    return cells
+
+
+def cell_labels(world: World, index: int, first_time: float, last_time: float) -> torch.Tensor:
+    """(2 frames, heads, cells) class indexes of what clip `index` shows in each cell at its first and last frame."""
     clip = world.clips[index]
-    shown = _visible(clip.state_at(first_time), clip.room, "first") | _visible(clip.state_at(last_time), clip.room,
-                                                                               "last")
-    return torch.tensor([name in shown for name in names], dtype=torch.float32)
+    room = next(r for r in world.config.room_specs if r.name == clip.room)
+    frames = []
+    for time in (first_time, last_time):
+        cells = _cell_layout(clip.state_at(time), room, world.config)
+        frames.append([cells[head] for head in CELL_HEADS])
+    return torch.tensor(frames, dtype=torch.long)
 
 
-class VisionProbe(torch.nn.Module):
-    """Pooled vision tokens of the newest clip -> logits of the scene labels."""
+class CellProbe(torch.nn.Module):
+    """Each merged vision token -> what its cell shows at the first and the last frame (per head)."""
 
-    def __init__(self, hidden: int, labels: int):
+    def __init__(self, hidden: int, config: WorldConfig):
         super().__init__()
-        self.head = torch.nn.Sequential(torch.nn.Linear(2 * hidden, hidden), torch.nn.GELU(),
-                                        torch.nn.Linear(hidden, labels))
+        if config.cell_px != MERGED_PATCH_PX:
+            raise ValueError(f"the cell probe needs cell_px {MERGED_PATCH_PX} (one vision token per cell), "
+                             f"not {config.cell_px}; set cell_probe_weight 0 for other cell sizes")
+        self.sizes = [len(names) for names in cell_classes(config).values()]
+        self.head = torch.nn.Linear(hidden, 2 * sum(self.sizes))
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.cat([tokens.mean(0), tokens.amax(0)]))
+    def loss(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over frames, heads and cells; tokens (cells, hidden), labels (2, heads, cells)."""
+        logits = self.head(tokens).view(tokens.shape[0], 2, sum(self.sizes))
+        total, start = torch.zeros(()), 0
+        for h, size in enumerate(self.sizes):
+            part = logits[..., start:start + size]  # (cells, 2, size)
+            total = total + torch.nn.functional.cross_entropy(part.permute(1, 2, 0), labels[:, h, :])
+            start += size
+        return total / len(self.sizes)
 
 
 class VisionCapture:

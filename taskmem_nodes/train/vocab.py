@@ -24,7 +24,14 @@ def grammar_phrases(config: WorldConfig) -> list[str]:
     verbs = ["enters the", "leaves the", "picks up", "from the", "puts", "on the", "appears on the",
              "disappears from the", "starts", "is", "carrying", "lights turn on", "lights turn off", "lights are off",
              "door opens", "door closes", "in the", "The", "new fact", "new facts", "0", "4", "5", "6"]
-    return [*rooms, *places, *things, *people, *ACTIVITIES, *verbs]
+    scans = [f"{p}: {c} {k}, {c} {k}." for p, c, k in product(
+        [p for r in config.room_specs for p in r.places], config.colours, config.object_kinds)]
+    scans += [f"{i} {shirt} {doing}," for i, shirt, doing in product(
+        range(1, config.max_person_id + 1), COLOURS, [*ACTIVITIES, *(f"carrying {c} {k}" for c, k in product(
+            config.colours, config.object_kinds))])]
+    scans += ["first:", "last:", "same.", "nothing.", "people: none.", "lights off.", "lights on.", "door open.",
+              "door closed."]
+    return [*rooms, *places, *things, *people, *ACTIVITIES, *verbs, *scans]
 
 
 def training_vocabulary(tokenizer, config: WorldConfig, worlds: int = 20) -> list[int]:
@@ -41,7 +48,8 @@ def training_vocabulary(tokenizer, config: WorldConfig, worlds: int = 20) -> lis
     for seed in range(worlds):
         world = World(dataclasses.replace(config, seed=10_000 + seed))
         for index in range(len(world.clips)):
-            add(target_output(world.describe_new(index), thinking_for(world, index)))
+            clip = world.clips[index]
+            add(target_output(world.describe_new(index), thinking_for(world, index, (clip.start, clip.end - 1))))
     for text in FORMAT_TEXTS:
         add(text)
     return sorted(ids)

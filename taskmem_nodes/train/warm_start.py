@@ -3,12 +3,14 @@
 Run:  taskmem train warm-start --config config/train/warm_start_tiny.yaml
 
 Recipe, in order: (1) build a fresh Qwen3-VL of the configured size with the real processor and tokenizer (or
-load `base_checkpoint`); (2) the world's vocabulary: logits over those ids only; (3) examples: the policy's
-own inputs (50-s window, a few frames per clip, the preceding clips' memories) and the ground-truth new
-content as target, from worlds whose seeds never appear in the benchmark, plus the vision probe's loss (what
-the newest clip shows, read straight from its vision tokens: the tower starts from random weights); (4) AdamW,
-linear warm-up then cosine decay; (5) a checkpoint every `checkpoint_every` steps (`<out>/last`, plus the
-optimizer state), so a killed run resumes where it stopped; (6) `<out>/final` and a PNG of the loss curve.
+load `base_checkpoint`); (2) the world's vocabulary: logits over those ids only; (3) a curriculum from worlds
+whose seeds never appear in the benchmark: first `single_clip_steps` on each clip alone with everything it
+shows as target (short, deterministic examples: where vision-to-text grounding is learned), then `steps` on the
+policy's own inputs (50-s window, a few frames per clip, the preceding clips' memories) with the ground-truth
+new content as target; throughout, the cell probe's loss (what each cell of the newest clip shows, read from
+its vision token: the tower starts from random weights); (4) AdamW, linear warm-up then cosine decay over both
+stages; (5) a checkpoint every `checkpoint_every` steps (`<out>/last`, plus the optimizer state), so a killed
+run resumes where it stopped; (6) `<out>/final` and a PNG of the loss curves.
 """
 
 from __future__ import annotations
@@ -24,17 +26,17 @@ import torch
 
 from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
 from taskmem_nodes.models.tiny import build_tiny_checkpoint
-from taskmem_nodes.models.transformers_backend import prepare_inputs
-from taskmem_nodes.policy import build_request, pick_frames
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import ClipExample, stream_clips, stream_examples
-from taskmem_nodes.train.policy_model import RestrictedPolicy
+from taskmem_nodes.train.examples import ClipExample, clip_alone_examples, stream_examples
+from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
 from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, start_or_resume
-from taskmem_nodes.train.vision_probe import VisionCapture, VisionProbe, label_names, scene_labels
+from taskmem_nodes.train.vision_probe import CellProbe, VisionCapture, cell_labels
 from taskmem_nodes.train.vocab import training_vocabulary
 
 TRAIN_SEED_BASE = 1_000_000
 """Training worlds use seeds from here on; benchmark worlds use seed * 1000 + stream (far below)."""
+SINGLE_CLIP_SEED_OFFSET = 700_000
+"""The single-clip stage draws its worlds apart from the window stage's."""
 
 
 @dataclass
@@ -59,14 +61,18 @@ class WarmStartConfig:
     """Overrides of the world settings (sim/worlds/default.yaml) for the training worlds."""
     frames_per_clip: int = 2
     """Frames of each clip the policy sees (first and last: before and after every event)."""
-    vision_probe_weight: float = 1.0
-    """Weight of the vision probe's loss (what the newest clip shows, read from its vision tokens); 0: off."""
-    vision_steps: int = 0
-    """Steps of vision pretraining before the warm start: the tower and the probe alone, on single clips."""
-    vision_batch: int = 32
-    """Clips per vision pretraining step."""
+    cell_probe_weight: float = 0.0
+    """Weight of the cell probe's loss (what each cell of the newest clip shows, from its vision token; needs cell_px
+    32); 0: off."""
+    attention_guide_weight: float = 0.0
+    """Weight of the attention guide: a decoder layer's attention from each token of the thinking's scan to the
+    vision token of the cell it names (-log of the heads' mean weight); 0: off."""
+    attention_layer: int = -1
+    """The decoder layer the attention guide shapes."""
+    single_clip_steps: int = 0
+    """Stage 1 steps: each clip alone (no window, no memories), its whole description as target."""
     steps: int = 600
-    """Optimizer steps."""
+    """Stage 2 steps: the policy's real input (50-s window, preceding memories), the new content as target."""
     batch_size: int = 4
     """Examples per step (gradients accumulated)."""
     lr: float = 1e-3
@@ -86,7 +92,7 @@ class WarmStartConfig:
 
     @property
     def total_steps(self) -> int:
-        return self.vision_steps + self.steps
+        return self.single_clip_steps + self.steps
 
     def world_config(self) -> WorldConfig:
         return WorldConfig.from_dict(self.world)
@@ -96,10 +102,11 @@ class ExampleSource:
     """Example number k, deterministically: world TRAIN_SEED_BASE + seed offset + k // clips, and a clip of
     it in a fixed scrambled order, so a resumed run sees exactly the examples it would have seen."""
 
-    def __init__(self, world_config: WorldConfig, frames_per_clip: int, seed: int):
+    def __init__(self, world_config: WorldConfig, frames_per_clip: int, seed: int, clip_alone: bool = False):
         self.world_config = world_config
         self.frames_per_clip = frames_per_clip
-        self.first_world = TRAIN_SEED_BASE + seed * 100_000
+        self.clip_alone = clip_alone
+        self.first_world = TRAIN_SEED_BASE + seed * 100_000 + (SINGLE_CLIP_SEED_OFFSET if clip_alone else 0)
         self.clips = world_config.clips
         self.stride = next(s for s in range(7, 1000) if math.gcd(s, self.clips) == 1)
         self._cached: tuple[int, list[ClipExample]] | None = None
@@ -108,55 +115,16 @@ class ExampleSource:
         world_seed = self.first_world + k // self.clips
         if self._cached is None or self._cached[0] != world_seed:
             world = World(dataclasses.replace(self.world_config, seed=world_seed))
-            self._cached = (world_seed, list(stream_examples(world, frames_per_clip=self.frames_per_clip)))
+            examples = clip_alone_examples if self.clip_alone else stream_examples
+            self._cached = (world_seed, list(examples(world, frames_per_clip=self.frames_per_clip)))
         return self._cached[1][(k * self.stride) % self.clips]
 
 
-class VisionClipSource:
-    """Vision pretraining batches: clip number k of worlds apart from the warm start's, as (pixel values,
-    grid, scene labels) of the clip alone with the policy's frames per clip."""
-
-    def __init__(self, policy: RestrictedPolicy, world_config: WorldConfig, names: list[str], seed: int):
-        self.policy, self.world_config, self.names = policy, world_config, names
-        self.first_world = TRAIN_SEED_BASE + 900_000 + seed * 10_000
-        self.clips = world_config.clips
-        self._cached: tuple[int, list] | None = None
-
-    def _world_items(self, world_seed: int) -> list:
-        world = World(dataclasses.replace(self.world_config, seed=world_seed))
-        items = []
-        for index, clip in enumerate(stream_clips(world, 1.0)):
-            shown = pick_frames(clip.frames, self.policy.frames_per_clip)
-            _, inputs = prepare_inputs(self.policy.processor, build_request([clip], [], self.policy.frames_per_clip))
-            labels = scene_labels(world, index, shown[0].stamp, shown[-1].stamp, self.names)
-            items.append((inputs["pixel_values_videos"], inputs["video_grid_thw"], labels))
-        return items
-
-    def batch(self, step: int, size: int) -> list:
-        out = []
-        for k in range(step * size, (step + 1) * size):
-            world_seed = self.first_world + k // self.clips
-            if self._cached is None or self._cached[0] != world_seed:
-                self._cached = (world_seed, self._world_items(world_seed))
-            out.append(self._cached[1][k % self.clips])
-        return out
-
-
-def _vision_step(policy: RestrictedPolicy, probe: _VisionTask, batch: list) -> torch.Tensor:
-    """The probe's loss on a batch of single clips, through the vision tower only."""
-    pixels = torch.cat([item[0] for item in batch])
-    grids = torch.cat([item[1] for item in batch])
-    tokens = policy.model.model.visual(pixels, grid_thw=grids, return_dict=True).pooler_output
-    per_clip = tokens.shape[0] // len(batch)
-    logits = torch.stack([probe.module(tokens[k * per_clip:(k + 1) * per_clip]) for k in range(len(batch))])
-    labels = torch.stack([item[2] for item in batch])
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
-
-
 def learning_rate(config: WarmStartConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to 0 over both stages (`step` counts from the first stage's start)."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / max(1, config.total_steps - config.warmup_steps)
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -168,10 +136,61 @@ def _build_policy(config: WarmStartConfig, out: Path) -> RestrictedPolicy:
         base = build_tiny_checkpoint(
             out / "base", text_hidden=config.text_hidden, layers=config.layers, heads=config.heads,
             kv_heads=max(1, config.heads // 2), vision_depth=config.vision_depth, vision_hidden=config.vision_hidden,
-            seed=config.seed, video_max_pixels=world.cell_px ** 2 * 48,  # one vision token per 2x2 cells
+            seed=config.seed, video_max_pixels=world.cell_px ** 2 * 48,  # the whole 8 x 6-cell frame
         )
     allowed = training_vocabulary(build_qwen_tokenizer(), world)
     return RestrictedPolicy.load(base, allowed, frames_per_clip=config.frames_per_clip)
+
+
+class _CellTask:
+    """The cell probe of a run: its module and its loss on the newest clip of the last forward pass."""
+
+    def __init__(self, policy: RestrictedPolicy, config: WarmStartConfig, saved: dict | None):
+        self.weight = config.cell_probe_weight
+        self.module = CellProbe(policy.model.config.get_text_config().hidden_size, config.world_config()) \
+            if self.weight else None
+        if saved is not None and self.module is not None:
+            self.module.load_state_dict(saved)
+        self.capture = VisionCapture(policy.model) if self.weight else None
+
+    def loss(self, example: ClipExample, sequence) -> torch.Tensor:
+        tokens = self.capture.newest_clip(sequence.inputs["video_grid_thw"])
+        return self.module.loss(tokens, cell_labels(example.world, example.index, *example.frame_span))
+
+    def state(self) -> dict:
+        return {"probe": self.module.state_dict()} if self.module is not None else {}
+
+
+class _AttentionGuide:
+    """Teaches the decoder where to look: each scanned item of the thinking attends to its cell's vision token."""
+
+    def __init__(self, policy: RestrictedPolicy, config: WarmStartConfig):
+        self.policy, self.weight, self.layer = policy, config.attention_guide_weight, config.attention_layer
+        if self.weight:
+            policy.model.set_attn_implementation("eager")  # sdpa returns no attention weights
+
+    def pairs(self, example: ClipExample, sequence) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query positions, key positions): the position predicting each token of a scanned item, and the
+        vision token of its cell in the newest clip."""
+        text = example.target.removeprefix(THINK_PREFILL)
+        shift = len(example.target) - len(text)
+        offsets = self.policy.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        video = (sequence.inputs["input_ids"][0] == self.policy.model.config.video_token_id).nonzero().flatten()
+        newest = video[-self.policy.tokens_per_group(sequence):][0]
+        queries, keys = [], []
+        for start, end, cell in example.cell_refs:
+            for j, (a, b) in enumerate(offsets):
+                if b > start - shift and a < end - shift:
+                    queries.append(sequence.prompt_tokens - 1 + j)
+                    keys.append(int(newest) + cell)
+        return torch.tensor(queries, dtype=torch.long), torch.tensor(keys, dtype=torch.long)
+
+    def loss(self, example: ClipExample, sequence, attention: torch.Tensor) -> torch.Tensor:
+        queries, keys = self.pairs(example, sequence)
+        if not len(queries):
+            return torch.zeros(())
+        weights = attention[:, queries, keys].mean(0)  # (pairs,) the heads' mean attention
+        return -torch.log(weights.clamp(min=1e-6)).mean()
 
 
 def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float], None] | None = None) -> Path:
@@ -180,98 +199,72 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
     torch.manual_seed(config.seed)
     policy, state = start_or_resume(out, config, lambda: _build_policy(config, out))
     policy.model.train()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    source = ExampleSource(config.world_config(), config.frames_per_clip, config.seed)
-    probe = _VisionTask(policy, config, state.pop("probe", None))
-    if probe.weight:
-        optimizer.add_param_group({"params": list(probe.module.parameters())})
+    probe = _CellTask(policy, config, state.pop("probe", None))
+    guide = _AttentionGuide(policy, config)
+    trained = policy.parameters() + (list(probe.module.parameters()) if probe.module is not None else [])
+    optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     if "optimizer" in state:
         optimizer.load_state_dict(state.pop("optimizer"))
-    vision_step = state.setdefault("vision_step", 0)
-    if vision_step < config.vision_steps:
-        clips = VisionClipSource(policy, config.world_config(), probe.names, config.seed)
-    while vision_step < config.vision_steps:  # stage 1: the vision tower learns to see the world
-        started = time.monotonic()
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * min(1.0, (vision_step + 1) / config.warmup_steps)
-        optimizer.zero_grad()
-        loss = _vision_step(policy, probe, clips.batch(vision_step, config.vision_batch))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], 1.0)
-        optimizer.step()
-        vision_step += 1
-        state["vision_log"] = [*state.get("vision_log", []),
-                               {"step": vision_step, "probe_loss": loss.item(), "seconds": time.monotonic() - started}]
-        state["vision_step"] = vision_step
-        if on_step is not None:
-            on_step(vision_step, loss.item())
-        if vision_step % config.checkpoint_every == 0 or vision_step == config.vision_steps:
-            save_checkpoint(policy, optimizer, {**state, "probe": probe.module.state_dict()}, out / "last")
+    stages = (ExampleSource(config.world_config(), config.frames_per_clip, config.seed, clip_alone=True),
+              ExampleSource(config.world_config(), config.frames_per_clip, config.seed))
     step = state["step"]
-    while step < config.steps:  # stage 2: the memory text, with the probe's loss alongside
+    while step < config.total_steps:
         started = time.monotonic()
+        stage = 0 if step < config.single_clip_steps else 1
+        first = step if stage == 0 else step - config.single_clip_steps  # example numbers count per stage
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         optimizer.zero_grad()
-        total = probe_total = 0.0
+        total = probe_total = guide_total = 0.0
         for i in range(config.batch_size):
-            example = source[step * config.batch_size + i]
+            example = stages[stage][first * config.batch_size + i]
             sequence = policy.encode(example.request, example.target)
-            loss = policy.loss(sequence) / config.batch_size
+            logits, attention = policy.forward(sequence, config.attention_layer if guide.weight else None)
+            loss = torch.nn.functional.cross_entropy(logits, sequence.labels) / config.batch_size
             total += loss.item()
+            if guide.weight:
+                guide_loss = guide.loss(example, sequence, attention) / config.batch_size
+                guide_total += guide_loss.item()
+                loss = loss + guide.weight * guide_loss
             if probe.weight:
                 probe_loss = probe.loss(example, sequence) / config.batch_size
                 probe_total += probe_loss.item()
                 loss = loss + probe.weight * probe_loss
             loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         policy.write_back()
         step += 1
-        state["log"].append({"step": step, "loss": total, "probe_loss": probe_total,
-                             "lr": learning_rate(config, step - 1), "seconds": time.monotonic() - started})
+        state["log"].append({"step": step, "stage": ("single clip", "window")[stage], "loss": total,
+                             "probe_loss": probe_total, "guide_loss": guide_total,
+                             "lr": learning_rate(config, step - 1),
+                             "seconds": time.monotonic() - started})
         state["step"] = step
         if on_step is not None:
-            on_step(config.vision_steps + step, total)
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            save_checkpoint(policy, optimizer, {**state, "probe": probe.module.state_dict()}, out / "last")
+            on_step(step, total)
+        if step % config.checkpoint_every == 0 or step == config.total_steps:
+            save_checkpoint(policy, optimizer, {**state, **probe.state()}, out / "last")
     final = finish(policy, out, state["log"])
-    plot_losses(state["log"], state.get("vision_log", []), out / "loss.png")
+    plot_losses(state["log"], out / "loss.png")
     return final
 
 
-class _VisionTask:
-    """The vision probe of a run (see vision_probe.py): its module, labels and loss."""
-
-    def __init__(self, policy: RestrictedPolicy, config: WarmStartConfig, saved: dict | None):
-        self.weight = config.vision_probe_weight
-        self.names = label_names(config.world_config())
-        self.module = VisionProbe(policy.model.config.get_text_config().hidden_size, len(self.names))
-        if saved is not None:
-            self.module.load_state_dict(saved)
-        self.capture = VisionCapture(policy.model) if self.weight else None
-
-    def loss(self, example: ClipExample, sequence) -> torch.Tensor:
-        """Binary cross-entropy of the scene labels, from the last forward pass's vision tokens."""
-        tokens = self.capture.newest_clip(sequence.inputs["video_grid_thw"])
-        labels = scene_labels(example.world, example.index, *example.frame_span, self.names)
-        return torch.nn.functional.binary_cross_entropy_with_logits(self.module(tokens), labels)
-
-
-def plot_losses(log: list[dict], vision_log: list[dict], path: Path) -> None:
+def plot_losses(log: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [e["step"] for e in log]
-    figure, (first, axis) = plt.subplots(1, 2, figsize=(10, 3.5))
-    first.plot([e["step"] for e in vision_log], [e["probe_loss"] for e in vision_log], linewidth=0.8)
-    first.set(xlabel="step", ylabel="BCE", title="stage 1: vision probe")
-    axis.plot(steps, [e["loss"] for e in log], linewidth=0.8, label="memory text (cross-entropy)")
-    if any(e.get("probe_loss") for e in log):
-        axis.plot(steps, [e.get("probe_loss", 0.0) for e in log], linewidth=0.8, label="vision probe (BCE)")
-    axis.set(xlabel="step", ylabel="loss", yscale="log", title="stage 2: warm start")
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    for stage in ("single clip", "window"):
+        entries = [e for e in log if e.get("stage", "window") == stage]
+        if entries:
+            axis.plot([e["step"] for e in entries], [e["loss"] for e in entries], linewidth=0.8,
+                      label=f"memory text, {stage} (cross-entropy)")
+    for key, label in (("probe_loss", "cell probe (cross-entropy)"), ("guide_loss", "attention guide (-log weight)")):
+        if any(e.get(key) for e in log):
+            axis.plot([e["step"] for e in log], [e.get(key, 0.0) for e in log], linewidth=0.8, label=label)
+    axis.set(xlabel="step", ylabel="loss", yscale="log", title="warm start")
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
