@@ -154,6 +154,12 @@ def sanitize_text(text: str, max_chars: int) -> str:
     return " ".join(cleaned.split())[:max_chars]
 
 
+def _without_repeats(text: str) -> str:
+    """`text` with every sentence that repeats an earlier one of it left out (the raw output keeps them)."""
+    sentences = [part for part in re.split(r"(?<=[.!?])\s+", text) if part]
+    return " ".join(dict.fromkeys(sentences))
+
+
 def parse_output(raw: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> ParsedMemory:
     """Parse `<think>...</think>{"description": "..."}`; raise MemoryParseError with the reason otherwise.
 
@@ -192,7 +198,7 @@ def parse_output(raw: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> ParsedMemo
         raise MemoryParseError("description is not a string")
     if len(description) > max_chars:
         raise MemoryParseError(f"description has {len(description)} characters, more than {max_chars}")
-    description = sanitize_text(description, max_chars)
+    description = _without_repeats(sanitize_text(description, max_chars))
     if not description:
         raise MemoryParseError("empty description")
     found = [(m.start(), m.group(1)) for m in _ENTITY_TAG.finditer(description)]

@@ -28,6 +28,7 @@ from taskmem_nodes.models.transformers_backend import (  # noqa: E402
     TransformersBackendConfig,
     prepare_inputs,
 )
+from taskmem_nodes.policy import parse_output  # noqa: E402
 
 THINK_BUDGET = 8
 DESCRIPTION_BUDGET = 12
@@ -254,6 +255,26 @@ def test_enforcer_survives_adversarial_scores(tokenizer, seed, prefilled):
     text = ("<think>\n" if prefilled else "") + tokenizer.decode(new, skip_special_tokens=True)
     description = parse_memory(text)
     assert max_chars is None or len(description) <= max_chars
+
+
+def test_enforcer_ends_a_description_that_repeats_a_sentence(tokenizer):
+    """A model stuck in a loop is stopped at the first sentence it says again."""
+    enforcer = FormatEnforcer(tokenizer, VOCAB_SIZE, 4, 60)
+    loop = tokenizer.encode(" person 5 leaves.", add_special_tokens=False)
+    wanted = [*tokenizer.encode("hm</think>", add_special_tokens=False), *enforcer.prefix,
+              *tokenizer.encode("in the hall.", add_special_tokens=False), *loop * 5]
+    ids = tokenizer.encode("<|im_start|>assistant\n<think>\n")
+    input_ids = torch.tensor([ids])
+    for step in range(enforcer.max_new_tokens):
+        scores = torch.zeros(1, VOCAB_SIZE)
+        scores[0, wanted[min(step, len(wanted) - 1)]] = 50.0  # the looping model's favourite next token
+        token = enforcer(input_ids, scores).argmax(-1, keepdim=True)
+        input_ids = torch.cat([input_ids, token], dim=1)
+        if token.item() == tokenizer.eos_token_id:
+            break
+    text = "<think>\n" + tokenizer.decode(input_ids[0, len(ids):], skip_special_tokens=True)
+    assert text.endswith('{"description": "in the hall. person 5 leaves. person 5 leaves."}')
+    assert parse_output(text).description == "in the hall. person 5 leaves."
 
 
 def test_vocab_masks_are_cached(tokenizer):

@@ -67,6 +67,8 @@ def test_frames_of_another_size_are_resized_to_the_newest():
     ('people walk</think>{"description": "Two people walk left."}', "Two people walk left."),
     ('<think></think>\n```json\n{"description": "A red mug on the table."}\n```', "A red mug on the table."),
     ('<think>x</think>{"description": "tab\\tand\\nnewline"}', "tab and newline"),
+    ('<think>x</think>{"description": "in the hall. person 5 leaves. person 5 leaves.  a ball! person 5 leaves."}',
+     "in the hall. person 5 leaves. a ball!"),  # a sentence the entry repeats is stated once
 ])
 def test_parses_well_formed_outputs(raw, description):
     assert parse_output(raw).description == description

@@ -6,7 +6,8 @@ Every generated row ends up as
 
 where the thoughts contain no '<' (so '</think>' appears exactly once) and the description is a
 non-empty, non-blank run of tokens without '"', '\\', '<', control characters or added tokens, so the
-JSON always parses. The model still chooses every free token; the processor only removes choices.
+JSON always parses. The model still chooses every free token; the processor only removes choices, and
+ends a description that repeats one of its own sentences (a greedy decoder that loops says nothing new).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class VocabMasks:
     description: torch.Tensor  # (V,) banned in the description: added tokens, '"', '\\', '<', controls
     blank: torch.Tensor  # (V,) whitespace-only text: banned as the first description token
     lengths: torch.Tensor  # (V,) int64 characters of each token's text
+    sentence_end: torch.Tensor  # (V,) the token's text ends a sentence ('.', '!' or '?', then spaces)
 
 
 _MASK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -75,6 +77,7 @@ def vocab_masks(tokenizer, vocab_size: int, device: str | torch.device = "cpu") 
         description=torch.tensor(description + unused),
         blank=torch.tensor(blank + [False] * len(unused)),
         lengths=torch.tensor([len(text) for text in texts] + [0] * len(unused)),
+        sentence_end=torch.tensor([text.rstrip().endswith((".", "!", "?")) for text in texts] + [False] * len(unused)),
     )
     per_tokenizer[key] = masks
     return masks
@@ -88,6 +91,9 @@ class _Row:
     queue: list[int] = field(default_factory=list)  # token ids still to force, in order
     count: int = 0  # free tokens generated in the current phase
     chars: int = 0  # characters of the description so far
+    sentence: list[int] = field(default_factory=list)  # tokens of the description's current sentence
+    sentences: set[str] = field(default_factory=set)  # its finished sentences (normalised ids)
+    repeated: bool = False  # the last finished sentence was said before: end the description
 
 
 class FormatEnforcer(LogitsProcessor):
@@ -95,8 +101,9 @@ class FormatEnforcer(LogitsProcessor):
 
     Phases per row: think freely (at most `max_thinking_tokens`, then `</think>` is forced), the
     forced description prefix, the description (at most `max_description_tokens`; the model ends it
-    by choosing end-of-turn, whose probability is moved onto the closing `"}`), then `"}` and the
-    end-of-turn token. Use a fresh instance per `generate()` call; the vocabulary masks are shared.
+    by choosing end-of-turn, whose probability is moved onto the closing `"}`, and it ends when a sentence
+    repeats an earlier one of it), then `"}` and the end-of-turn token. Use a fresh instance per
+    `generate()` call; the vocabulary masks are shared.
 
     Args:
         tokenizer: the model's tokenizer (all ids are looked up from it).
@@ -125,6 +132,7 @@ class FormatEnforcer(LogitsProcessor):
         if max_description_chars is not None and max_description_chars < 1:
             raise ValueError("max_description_chars must be >= 1")
         self.masks = vocab_masks(tokenizer, vocab_size, device)
+        self.tokenizer = tokenizer
         self.max_thinking_tokens = max_thinking_tokens
         self.max_description_tokens = max_description_tokens
         self.max_description_chars = max_description_chars
@@ -165,6 +173,12 @@ class FormatEnforcer(LogitsProcessor):
             else:
                 row.count += 1
                 row.chars += int(self.masks.lengths[token])
+                row.sentence.append(token)
+                if self.masks.sentence_end[token]:
+                    said = self.tokenizer.decode(row.sentence).strip()
+                    row.repeated = said in row.sentences
+                    row.sentences.add(said)
+                    row.sentence = []
 
     def _constrain(self, row: _Row, scores: torch.Tensor) -> torch.Tensor:
         """Scores (V,) of one row with every disallowed id at -inf."""
@@ -175,7 +189,7 @@ class FormatEnforcer(LogitsProcessor):
                 return _only(scores, self.think_close)
             return scores.masked_fill(self.masks.think, -torch.inf)
         if row.phase == "description":
-            if row.count >= self.max_description_tokens:
+            if row.count >= self.max_description_tokens or row.repeated:
                 return _only(scores, self.close[0])
             banned = self.masks.description
             if self.max_description_chars is not None:
