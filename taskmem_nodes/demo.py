@@ -116,6 +116,8 @@ def run_demo(video: Path, *, rate: float = 4.0, database: Path | None = None, ti
         "replay_camera": {"source": str(video), "rate": rate, "exit_when_done": True, "wait_for_subscribers": 1,
                           "max_image_side": 384},
         "store": {"database_path": str(database)},
+        # faster than real time the clips come quicker than the memorizer writes: let it queue the whole stream
+        "memorizer": {"queue_size": max(2, report.clips_expected)},
     }
     for node, values in (overrides or {}).items():
         params.setdefault(node, {}).update(values)
