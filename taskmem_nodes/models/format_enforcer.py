@@ -92,7 +92,7 @@ class _Row:
     count: int = 0  # free tokens generated in the current phase
     chars: int = 0  # characters of the description so far
     sentence: list[int] = field(default_factory=list)  # tokens of the description's current sentence
-    sentences: set[str] = field(default_factory=set)  # its finished sentences (normalised ids)
+    sentences: set[str] = field(default_factory=set)  # its finished sentences (decoded, stripped)
     repeated: bool = False  # the last finished sentence was said before: end the description
 
 

@@ -17,6 +17,8 @@ from taskmem_nodes.sim.world import COLOURS, Person, RoomSpec, WorldState
 GRID_COLUMNS, GRID_ROWS = 8, 6
 PLACE_COLUMNS = (0, 5)  # first column of each place's three cells
 PERSON_COLUMNS = (1.5, 4.0, 6.5)  # slot centres, in cells
+SHIRT_HALF_WIDTH = 0.38  # in cells
+UNITS_PER_PLACE = 3  # object units drawn on a place, one cell each
 FURNITURE = {  # place kind -> RGB
     "table": (150, 95, 45), "counter": (205, 205, 210), "shelf": (110, 70, 35), "bench": (90, 120, 60),
     "desk": (60, 60, 70), "cabinet": (185, 150, 110), "sofa": (120, 40, 60), "cupboard": (80, 110, 150),
@@ -27,6 +29,19 @@ DOOR_CLOSED, DOOR_OPEN, OUTLINE = (125, 75, 30), (20, 20, 20), (20, 20, 20)
 def frame_size(cell_px: int) -> tuple[int, int]:
     """(width, height) of a frame."""
     return GRID_COLUMNS * cell_px, GRID_ROWS * cell_px
+
+
+def place_units(state: WorldState, room: str, place: str) -> list[tuple[str, str]]:
+    """(colour, kind) of the object units drawn on `place` of `room`, left to right (cell column + k)."""
+    units = [(o.colour, o.kind) for o in sorted(state.objects_at(f"{room} {place}"), key=lambda o: (o.colour, o.kind))
+             for _ in range(o.count)]
+    return units[:UNITS_PER_PLACE]
+
+
+def shirt_columns(slot: int) -> list[int]:
+    """The cell columns a shirt in person slot `slot` covers (rows 4-5), left to right."""
+    centre = PERSON_COLUMNS[slot]
+    return sorted({int(centre - SHIRT_HALF_WIDTH), int(centre + SHIRT_HALF_WIDTH - 1e-9)})
 
 
 def render_frame(state: WorldState, room: RoomSpec, cell_px: int = 32) -> np.ndarray:
@@ -43,9 +58,7 @@ def render_frame(state: WorldState, room: RoomSpec, cell_px: int = 32) -> np.nda
     cv2.circle(image, (c // 2, c // 2), c // 4, (255, 240, 120) if room_state.lights_on else (90, 90, 90), -1)
     for column, place in zip(PLACE_COLUMNS, room.places):
         _draw_furniture(image, column, place, c)
-        units = [(o.colour, o.kind) for o in sorted(state.objects_at(f"{room.name} {place}"),
-                                                       key=lambda o: (o.colour, o.kind)) for _ in range(o.count)]
-        for slot, (colour, kind) in enumerate(units[:3]):
+        for slot, (colour, kind) in enumerate(place_units(state, room.name, place)):
             draw_object(image, ((column + slot) * c, 2 * c), c, colour, kind)
     for person in state.in_room(room.name):
         _draw_person(image, person, c)
@@ -107,8 +120,9 @@ def _draw_person(image: np.ndarray, person: Person, c: int) -> None:
     head_y, top, bottom = int(4.2 * c) + drop, int(4.45 * c) + drop, int(5.45 * c) + drop
     skin = (230, 190, 150)
     cv2.circle(image, (cx, head_y), int(0.2 * c), skin, -1)
-    cv2.rectangle(image, (cx - int(0.38 * c), top), (cx + int(0.38 * c), bottom), shirt, -1)
-    cv2.rectangle(image, (cx - int(0.38 * c), top), (cx + int(0.38 * c), bottom), OUTLINE, 1)
+    half = int(SHIRT_HALF_WIDTH * c)
+    cv2.rectangle(image, (cx - half, top), (cx + half, bottom), shirt, -1)
+    cv2.rectangle(image, (cx - half, top), (cx + half, bottom), OUTLINE, 1)
     ink = (0, 0, 0) if sum(shirt) > 380 else (255, 255, 255)
     scale = c / 40
     (tw, th), _ = cv2.getTextSize(str(person.pid), cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, c // 14))
@@ -124,7 +138,7 @@ def _draw_person(image: np.ndarray, person: Person, c: int) -> None:
         cv2.line(image, (cx - int(0.15 * c), bottom), (cx - int(0.15 * c), 6 * c - 1), (40, 40, 90), leg)
         cv2.line(image, (cx + int(0.15 * c), bottom), (cx + int(0.15 * c), 6 * c - 1), (40, 40, 90), leg)
     if person.activity == "waving" and person.carrying is None:
-        cv2.line(image, (cx + int(0.38 * c), top + 2), (cx + int(0.6 * c), int(3.75 * c) + drop), skin, leg)
+        cv2.line(image, (cx + half, top + 2), (cx + int(0.6 * c), int(3.75 * c) + drop), skin, leg)
     if person.carrying:
         half = c // 2
         draw_object(image, (cx + int(0.3 * c), top + int(0.1 * c)), half, *person.carrying)

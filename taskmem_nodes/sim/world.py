@@ -117,6 +117,10 @@ class WorldConfig:
     def room_specs(self) -> tuple[RoomSpec, ...]:
         return DEFAULT_ROOMS[: self.rooms]
 
+    def room_spec(self, name: str) -> RoomSpec:
+        """The spec of the room called `name`."""
+        return next(r for r in self.room_specs if r.name == name)
+
     @property
     def clips(self) -> int:
         return int(self.duration_s // self.clip_seconds)
@@ -338,7 +342,7 @@ class World:
     def _propose(self, time: float, room: str) -> Event | None:
         """A random event that is possible in `room` now."""
         config, rng, state = self.config, self.rng, self.state
-        spec = next(r for r in config.room_specs if r.name == room)
+        spec = config.room_spec(room)
         places = [f"{room} {p}" for p in spec.places]
         present = state.in_room(room)
         absent = [p for p in state.people.values() if p.room != room]

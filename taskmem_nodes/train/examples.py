@@ -47,18 +47,17 @@ def _scan_part(text: str, items: list[tuple[str, int]]) -> tuple[str, list[CellR
 def scene_scan(state: WorldState, room: RoomSpec) -> list[tuple[str, list[CellRef]]]:
     """What one frame shows, part by part in the renderer's left-to-right order (lights, door, each place's
     object units, the people: id, shirt, what they do), each part with the cells its items are drawn in."""
-    from taskmem_nodes.sim.render import GRID_COLUMNS, PERSON_COLUMNS, PLACE_COLUMNS
+    from taskmem_nodes.sim.render import GRID_COLUMNS, PLACE_COLUMNS, place_units, shirt_columns
 
     room_state = state.rooms[room.name]
     parts = [("lights off." if not room_state.lights_on else "lights on.", []),
              ("door open." if room_state.door_open else "door closed.", [])]
     for column, place in zip(PLACE_COLUMNS, room.places):
-        units = [f"{o.colour} {o.kind}" for o in sorted(state.objects_at(f"{room.name} {place}"),
-                                                       key=lambda o: (o.colour, o.kind)) for _ in range(o.count)]
-        text, refs = _scan_part(f"{place}:", [(u, 2 * GRID_COLUMNS + column + k) for k, u in enumerate(units[:3])])
+        units = [f"{colour} {kind}" for colour, kind in place_units(state, room.name, place)]
+        text, refs = _scan_part(f"{place}:", [(u, 2 * GRID_COLUMNS + column + k) for k, u in enumerate(units)])
         parts.append((text + ("." if units else " nothing."), refs))
     people = [(f"{p.pid} {p.shirt} {'carrying ' + ' '.join(p.carrying) if p.carrying else p.activity}",
-               4 * GRID_COLUMNS + int(PERSON_COLUMNS[p.slot] - 0.38)) for p in state.in_room(room.name)]
+               4 * GRID_COLUMNS + shirt_columns(p.slot)[0]) for p in state.in_room(room.name)]
     text, refs = _scan_part("people:", people)
     parts.append((text + ("." if people else " none."), refs))
     return parts
@@ -70,7 +69,7 @@ def scan_thinking(world: World, index: int, frame_span: tuple[float, float]) -> 
     memory a matter of comparing and copying text (a count of new facts here, as the only plan, taught the
     model to say "0" and write the room only)."""
     clip = world.clips[index]
-    room = next(r for r in world.config.room_specs if r.name == clip.room)
+    room = world.config.room_spec(clip.room)
     first, last = (scene_scan(clip.state_at(t), room) for t in frame_span)
     shown = [part for part in first if part[0] not in ("lights on.", "door closed.")]
     changed = [b for a, b in zip(first, last, strict=True) if a[0] != b[0]] or [("same.", [])]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from taskmem_nodes.sim.render import GRID_COLUMNS, GRID_ROWS, PERSON_COLUMNS, PLACE_COLUMNS
+from taskmem_nodes.sim.render import GRID_COLUMNS, GRID_ROWS, PLACE_COLUMNS, place_units, shirt_columns
 from taskmem_nodes.sim.world import COLOURS, RoomSpec, World, WorldConfig, WorldState
 
 MERGED_PATCH_PX = 32
@@ -35,14 +35,11 @@ def _cell_layout(state: WorldState, room: RoomSpec, config: WorldConfig) -> dict
     classes = cell_classes(config)
     cells = {head: [0] * (GRID_COLUMNS * GRID_ROWS) for head in CELL_HEADS}
     for column, place in zip(PLACE_COLUMNS, room.places):  # object units in row 2, in the renderer's order
-        units = [(o.colour, o.kind) for o in sorted(state.objects_at(f"{room.name} {place}"),
-                                                       key=lambda o: (o.colour, o.kind)) for _ in range(o.count)]
-        for slot, (colour, kind) in enumerate(units[:3]):
+        for slot, (colour, kind) in enumerate(place_units(state, room.name, place)):
             cells["colour"][2 * GRID_COLUMNS + column + slot] = classes["colour"].index(colour)
             cells["kind"][2 * GRID_COLUMNS + column + slot] = classes["kind"].index(kind)
     for person in state.in_room(room.name):  # shirts span rows 4-5 around the slot's centre column
-        centre = PERSON_COLUMNS[person.slot]
-        for column in {int(centre - 0.38), int(centre + 0.38 - 1e-9)}:
+        for column in shirt_columns(person.slot):
             for row in (4, 5):
                 cells["person"][row * GRID_COLUMNS + column] = person.pid
                 cells["colour"][row * GRID_COLUMNS + column] = classes["colour"].index(person.shirt)
@@ -52,7 +49,7 @@ def _cell_layout(state: WorldState, room: RoomSpec, config: WorldConfig) -> dict
 def cell_labels(world: World, index: int, first_time: float, last_time: float) -> torch.Tensor:
     """(2 frames, heads, cells) class indexes of what clip `index` shows in each cell at its first and last frame."""
     clip = world.clips[index]
-    room = next(r for r in world.config.room_specs if r.name == clip.room)
+    room = world.config.room_spec(clip.room)
     frames = []
     for time in (first_time, last_time):
         cells = _cell_layout(clip.state_at(time), room, world.config)

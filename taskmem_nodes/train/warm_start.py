@@ -219,7 +219,7 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
         for i in range(config.batch_size):
             example = stages[stage][first * config.batch_size + i]
             sequence = policy.encode(example.request, example.target)
-            logits, attention = policy.forward(sequence, config.attention_layer if guide.weight else None)
+            logits, attention = policy.forward(sequence, guide.layer if guide.weight else None)
             loss = torch.nn.functional.cross_entropy(logits, sequence.labels) / config.batch_size
             total += loss.item()
             if guide.weight:
