@@ -18,7 +18,7 @@ def cache_dir() -> Path:
 
 
 DEFAULT_MODEL = "taskmem-sim-tiny"
-"""The shipped memorizer: a tiny Qwen3-VL trained here on the simulated world (warm start + GSPO)."""
+"""The shipped memorizer: a tiny Qwen3-VL trained here on the simulated world (Phase One's warm start)."""
 
 
 def default_model_dir() -> Path:

@@ -18,7 +18,7 @@ from taskmem_interfaces.msg import Clip as ClipMsg
 from taskmem_interfaces.msg import Memory as MemoryMsg
 from taskmem_interfaces.msg import RejectedMemory as RejectedMsg
 
-from taskmem_nodes.memorizer import Memorizer, backend_settings, load_backend
+from taskmem_nodes.memorizer import BACKEND_PARAMETERS, Memorizer, backend_settings, load_backend
 from taskmem_nodes.nodes.conversions import memory_to_msg, msg_to_clip, rejected_to_msg
 from taskmem_nodes.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
@@ -65,8 +65,7 @@ class MemorizerNode(LifecycleNode):
     # --- lifecycle ---
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         p = {name: self.get_parameter(name).value for name in (
-            "backend", "model_path", "device", "dtype", "max_thinking_tokens", "max_description_tokens",
-            "enforce_format", "window_clips", "preceding_memories", "frames_per_clip", "queue_size")}
+            "backend", *BACKEND_PARAMETERS, "window_clips", "preceding_memories", "frames_per_clip", "queue_size")}
         model_path = p["model_path"] or str(default_model_dir())
         try:
             backend = load_backend(p["backend"], **backend_settings(p))
