@@ -32,3 +32,17 @@ def test_ground_truth_entries_are_correct_and_mistakes_are_caught():
     assert repeated.redundant == 1 and repeated.true == verdict.true + 1  # true, but said before
     assert not repeated.correct and repeated.rich == verdict.rich
     assert judge_entry(world, index, "", preceding).fidelity == 0.0
+
+
+def test_an_entry_that_adds_nothing_new_is_filler_unless_nothing_happened():
+    world = World(WorldConfig(seed=3, duration_s=300.0))
+    busy = next(i for i, c in enumerate(world.clips) if i >= 1 and c.events)
+    room_only = f"in the {world.clips[busy].room}."
+    verdict = judge_entry(world, busy, room_only, [world.describe_new(busy - 1)])
+    assert verdict.fidelity == 1.0 and verdict.rich == 0 and verdict.news > 0
+    assert verdict.filler and not verdict.correct
+    quiet = next((i for i in range(1, len(world.clips))
+                  if world.describe_new(i) == f"in the {world.clips[i].room}."), None)
+    if quiet is not None:  # a clip with nothing new: the room alone is the right memory
+        calm = judge_entry(world, quiet, world.describe_new(quiet), [world.describe_new(quiet - 1)])
+        assert calm.news == 0 and not calm.filler and calm.correct

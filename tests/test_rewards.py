@@ -29,3 +29,18 @@ def test_group_rewards():
     assert rewards[4] == -2.0 and not scored[4].parsed  # does not parse
     assert rewards[5] == pytest.approx(0.5 + 0.3 - 1.0)  # rich and correct, but 80 thinking tokens
     assert rewards[0] > rewards[1] > rewards[2] > rewards[4]
+
+
+def test_statement_level_credit_ranks_rich_entries_above_filler():
+    verdicts = {
+        "mostly true": EntryVerdict(statements=5, true=4, redundant=0, rich=3, news=4),
+        "filler": EntryVerdict(statements=1, true=1, redundant=0, rich=0, news=4),
+        "mostly false": EntryVerdict(statements=4, true=2, redundant=0, rich=1, news=4),
+    }
+    outputs = [target_output(d, "plan") for d in verdicts]
+    paper = score_group(outputs, verdicts.__getitem__, lambda text: 1, RewardConfig())
+    assert [s.reward for s in paper] == pytest.approx([-0.3, -0.3, -0.3])  # entry level: all alike
+    credit = RewardConfig(true_fact=0.25, wrong_statement=-0.35)
+    rewards = [s.reward for s in score_group(outputs, verdicts.__getitem__, lambda text: 1, credit)]
+    assert rewards == pytest.approx([-0.3 + 0.75 - 0.35, -0.3, -0.3 + 0.25 - 0.7])
+    assert rewards[0] > rewards[1] > rewards[2]

@@ -4,8 +4,11 @@
   (its canonical sentence, compared after normalizing case, spaces and the full stop);
 - it is **redundant** when one of the preceding memories already states it and it is not new in this clip
   (a state that changed and changed back, or a person who came back, is worth stating again);
-- the entry is **correct** (quality: fidelity AND non-redundancy) when every statement is true and none is
-  redundant; its **richness** is the number of distinct true statements that are not redundant.
+- the entry is **filler** when it adds no new true fact although the clip shows something new (a bare "in the
+  hall." after a clip full of events): the paper's text judge rejects filler;
+- the entry is **correct** (quality: fidelity AND non-redundancy) when every statement is true, none is
+  redundant and it is not filler; its **richness** is the number of distinct true statements that are not
+  redundant.
 On real video the same questions go to an LLM judge behind `taskmem_nodes.bench.judges`' endpoint.
 """
 
@@ -32,6 +35,16 @@ class EntryVerdict:
     true: int
     redundant: int
     rich: int  # distinct true, non-redundant statements (the room sentence not counted)
+    news: int = 0  # new facts the clip shows (ground truth's rich); 0 when nothing new happened
+
+    @property
+    def wrong(self) -> int:
+        """Statements that are false or repeat the preceding memories."""
+        return self.statements - self.true + self.redundant
+
+    @property
+    def filler(self) -> bool:
+        return self.rich == 0 and self.news > 0
 
     @property
     def fidelity(self) -> float:
@@ -39,7 +52,7 @@ class EntryVerdict:
 
     @property
     def correct(self) -> bool:
-        return self.statements > 0 and self.true == self.statements and self.redundant == 0
+        return self.statements > 0 and self.wrong == 0 and not self.filler
 
 
 def judge_entry(world: World, index: int, text: str, preceding: Sequence[str] = ()) -> EntryVerdict:
@@ -48,9 +61,10 @@ def judge_entry(world: World, index: int, text: str, preceding: Sequence[str] = 
     truth = {s for fact in clip.facts for s in statements(fact.text)}
     room = statements(f"in the {clip.room}.")[0]
     new = set(statements(world.describe_new(index)))
+    news = len(new - {room})
     said_before = {s for memory in preceding for s in statements(memory)} - {room} - new
     said = statements(text)
     true = [s for s in said if s in truth]
     redundant = [s for s in said if s in said_before]
     rich = {s for s in true if s not in said_before and s != room}
-    return EntryVerdict(len(said), len(true), len(redundant), len(rich))
+    return EntryVerdict(len(said), len(true), len(redundant), len(rich), news)

@@ -3,8 +3,11 @@
 - **format**: the output parses as `<think>…</think>{"description": …}`; otherwise a fixed penalty and
   nothing else counts;
 - **thinking length**: 0 up to `thinking_budget` tokens, falling linearly to -1 at twice the budget;
-- **quality** = fidelity AND non-redundancy: +0.5 when every statement is true of the clip and none repeats
-  the preceding memories, else a penalty;
+- **quality** = fidelity AND non-redundancy: +0.5 when every statement is true of the clip, none repeats
+  the preceding memories and the entry is not filler, else a penalty; optionally (`true_fact`,
+  `wrong_statement`, both 0 in the paper) a credit per new true fact and a charge per false or repeated
+  statement, for a policy whose rich entries are almost never all true: without it every rich rollout
+  scores like a wrong one and the group learns nothing but to shorten;
 - **richness**: correct rollouts of the group are ranked by their amount of new true information; the
   normalised rank adds a small bonus (without it the policy learns to write very short, safe memories).
 The judge is pluggable: ground truth here (`judge_entry`), an LLM judge on real video.
@@ -33,6 +36,10 @@ class RewardConfig:
     """Quality reward of an entry with a false or repeated statement."""
     richness: float = 0.3
     """Bonus of the richest correct rollout of the group (the poorest gets 0)."""
+    true_fact: float = 0.0
+    """Quality credit per new true fact of the entry (statement-level credit; 0 = the paper's entry level)."""
+    wrong_statement: float = 0.0
+    """Quality charge per false or repeated statement (negative; 0 = the paper's entry level)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ def score_group(outputs: Sequence[str], judge: Callable[[str], EntryVerdict],
             continue
         think = thinking_penalty(count_tokens(memory.thinking), config.thinking_budget)
         quality = config.correct if verdict.correct else config.incorrect
+        quality += config.true_fact * verdict.rich + config.wrong_statement * verdict.wrong
         bonus = 0.0
         if verdict.correct and len(correct) > 1:
             bonus = config.richness * correct.index(verdict.rich) / (len(correct) - 1)
