@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -116,8 +116,10 @@ class Curriculum:
             self.next_seed += 1
 
 
-def sample_group(policy: RestrictedPolicy, request, config: PhaseOneConfig) -> list[torch.Tensor]:
-    """G rollouts (generated token ids, end-of-turn included) from the current policy."""
+def sample_group(policy: RestrictedPolicy, request, group_size: int, temperature: float, max_new_tokens: int,
+                 extra_processors: Sequence = ()) -> list[torch.Tensor]:
+    """`group_size` rollouts (generated token ids, end-of-turn included) from the current policy; decoding
+    is restricted to the policy's ids, then by `extra_processors` (e.g. the inference format enforcer)."""
     from transformers import LogitsProcessorList
 
     _, inputs = prepare_inputs(policy.processor, request)
@@ -125,9 +127,10 @@ def sample_group(policy: RestrictedPolicy, request, config: PhaseOneConfig) -> l
     eos = policy.tokenizer.convert_tokens_to_ids("<|im_end|>")
     with torch.no_grad():
         output = policy.model.generate(
-            **inputs, do_sample=True, temperature=config.temperature, top_p=1.0, top_k=0,
-            num_return_sequences=config.group_size, max_new_tokens=config.max_new_tokens,
-            logits_processor=LogitsProcessorList([AllowedTokens(policy.allowed)]), eos_token_id=eos,
+            **inputs, do_sample=True, temperature=temperature, top_p=1.0, top_k=0,
+            num_return_sequences=group_size, max_new_tokens=max_new_tokens,
+            logits_processor=LogitsProcessorList([AllowedTokens(policy.allowed), *extra_processors]),
+            eos_token_id=eos,
             pad_token_id=eos,
         )
     rollouts = []
@@ -195,7 +198,7 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
     world, _ = curriculum.world(stream)
     request = curriculum.request(stream)
     policy.model.eval()
-    rollouts = sample_group(policy, request, config)
+    rollouts = sample_group(policy, request, config.group_size, config.temperature, config.max_new_tokens)
     texts = [THINK_PREFILL + policy.tokenizer.decode(r, skip_special_tokens=True) for r in rollouts]
     preceding = stream.memories[max(0, stream.index - 4): stream.index]
     judge = partial(judge_entry, world, stream.index, preceding=preceding)
@@ -212,6 +215,8 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
         "parsed": sum(s.parsed for s in scored) / len(scored),
         "correct": sum(bool(s.verdict and s.verdict.correct) for s in scored) / len(scored),
         "rich": sum(s.verdict.rich for s in scored if s.verdict) / len(scored),
+        "wrong": sum(s.verdict.wrong for s in scored if s.verdict) / len(scored),
+        "filler": sum(bool(s.verdict and s.verdict.filler) for s in scored) / len(scored),
         "thinking_penalty": sum(s.thinking_penalty for s in scored) / len(scored),
     }
 
@@ -233,9 +238,10 @@ def plot_rewards(log: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     axes[0].plot(steps, [e["reward"] for e in log], label="mean reward")
     axes[0].set(xlabel="step", title="GSPO: reward")
-    for key in ("parsed", "correct"):
-        axes[1].plot(steps, [e[key] for e in log], label=key)
+    for key in ("parsed", "correct", "filler"):
+        axes[1].plot(steps, [e.get(key, 0.0) for e in log], label=key)
     axes[1].plot(steps, [e["rich"] / 5 for e in log], label="new true facts / 5")
+    axes[1].plot(steps, [e.get("wrong", 0.0) / 5 for e in log], label="wrong statements / 5")
     axes[1].set(xlabel="step", title="rollouts", ylim=(0, 1))
     axes[1].legend(fontsize=8)
     figure.tight_layout()
