@@ -74,15 +74,24 @@ class Memorizer:
     """Writes one memory per clip from the clip's window and the policy's own preceding memories."""
 
     def __init__(self, backend: MemorizerBackend, *, window_clips: int = WINDOW_CLIPS,
-                 preceding_memories: int = PRECEDING_MEMORIES, adapter_version: str = "",
-                 frames_per_clip: int | None = None):
+                 preceding_memories: int = PRECEDING_MEMORIES, frames_per_clip: int | None = None):
         self.backend = backend
         self.window_clips = window_clips
         # None: as many as the checkpoint was trained on (its policy spec), else all sampled frames
         self.frames_per_clip = getattr(backend, "frames_per_clip", 0) if frames_per_clip is None else frames_per_clip
-        self.adapter_version = adapter_version
         self._clips: deque[Clip] = deque(maxlen=window_clips * 3)
         self._memories: deque[MemoryRecord] = deque(maxlen=preceding_memories)
+
+    @property
+    def adapter_version(self) -> str:
+        """The steering adapter memories are written with ("" = the base policy)."""
+        return getattr(self.backend, "adapter_version", "")
+
+    def set_adapter(self, adapter) -> float:
+        """Hot-swap the steering adapter (None = the base policy) between two clips; returns the pause."""
+        if not hasattr(self.backend, "set_adapter"):
+            raise ValueError(f"the {type(self.backend).__name__} backend cannot run steering adapters")
+        return self.backend.set_adapter(adapter)
 
     def observe(self, clip: Clip) -> None:
         """Remember a clip as context for later windows (call for every clip, even ones never memorized)."""
@@ -102,11 +111,11 @@ class Memorizer:
         try:
             parsed = parse_output(result.text)
         except MemoryParseError as err:
-            return self._rejected(clip, result.text, str(err), model_version)
+            return self._rejected(clip, result.text, str(err), model_version, result.adapter_version)
         memory = MemoryRecord(
             memory_id=uuid.uuid4().hex, clip_id=clip.clip_id, start=clip.start, end=clip.end,
             text=parsed.description, entity_ids=parsed.entity_ids, raw_output=result.text[:MAX_RAW_OUTPUT_CHARS],
-            model_version=model_version, adapter_version=self.adapter_version,
+            model_version=model_version, adapter_version=result.adapter_version,
             generation_seconds=time.monotonic() - started,
         )
         self._memories.append(memory)
@@ -123,9 +132,10 @@ class Memorizer:
         self.backend.generate(build_request([clip], []))
         return time.monotonic() - started
 
-    def _rejected(self, clip: Clip, raw: str, reason: str, model_version: str) -> RejectedRecord:
+    def _rejected(self, clip: Clip, raw: str, reason: str, model_version: str,
+                  adapter_version: str | None = None) -> RejectedRecord:
         return RejectedRecord(
             attempt_id=uuid.uuid4().hex, clip_id=clip.clip_id, start=clip.start, end=clip.end,
             raw_output=raw[:MAX_RAW_OUTPUT_CHARS], reason=reason, model_version=model_version,
-            adapter_version=self.adapter_version,
+            adapter_version=self.adapter_version if adapter_version is None else adapter_version,
         )

@@ -20,12 +20,14 @@ class GenerationResult:
         prompt_tokens: tokens of the expanded prompt (text + vision placeholders).
         output_tokens: newly generated tokens, including the closing end-of-turn token.
         seconds: wall time of the whole request (preprocessing + generation + decoding).
+        adapter_version: the steering adapter the response was generated with ("" = none).
     """
 
     text: str
     prompt_tokens: int
     output_tokens: int
     seconds: float
+    adapter_version: str = ""
 
 
 @runtime_checkable

@@ -192,6 +192,8 @@ class TransformersBackend:
         self._eos_ids: list[int] = []
         self.spec = self._load_spec()
         self._allowed_ids = None  # a tensor of token ids when the checkpoint restricts decoding
+        self._adapter = None  # the attached SteeringAdapter, if any
+        self._steering = None  # its hook on the model
 
     @property
     def loaded(self) -> bool:
@@ -247,11 +249,33 @@ class TransformersBackend:
             self._processor = processor
             self._device = torch.device(device)
 
+    @property
+    def adapter_version(self) -> str:
+        """Version of the steering adapter in use ("" = the base policy)."""
+        return self._adapter.version if self._adapter is not None else ""
+
+    def set_adapter(self, adapter) -> float:
+        """Steer the loaded model with `adapter` (a SteeringAdapter; None = the base policy) from the next
+        request on; waits for a running request, never interrupts it. Returns the seconds generation was held
+        (the hot-swap pause). AdapterError when the adapter does not fit this model."""
+        from taskmem_nodes.models.steering import attach_adapter
+
+        with self._lock:
+            started = time.perf_counter()
+            if self._model is None:
+                raise BackendError("backend is not loaded; call load() first")
+            hook = attach_adapter(self._model, adapter, self._device) if adapter is not None else None
+            if self._steering is not None:
+                self._steering.detach()
+            self._steering, self._adapter = hook, adapter
+            return time.perf_counter() - started
+
     def unload(self) -> None:
         """Free the model and processor."""
         import torch
 
         with self._lock:
+            self._steering = self._adapter = None
             on_cuda = self._device is not None and self._device.type == "cuda"
             self._model = self._processor = self._device = self._allowed_ids = None
             gc.collect()
@@ -305,4 +329,5 @@ class TransformersBackend:
                 prompt_tokens=prompt_tokens,
                 output_tokens=int(new_tokens.shape[0]),
                 seconds=time.perf_counter() - start,
+                adapter_version=self.adapter_version,
             )
