@@ -74,36 +74,22 @@ JUDGE_PROMPT = (
 
 
 @dataclass
-class OpenAIJudge:
-    """A model behind an OpenAI-compatible `/chat/completions` endpoint says yes or no."""
+class ChatEndpoint:
+    """A model behind an OpenAI-compatible `/chat/completions` endpoint (vLLM, llama.cpp server, a hosted API)."""
 
     base_url: str
     model: str
     api_key_env: str = "OPENAI_API_KEY"
     timeout: float = 30.0
     retries: int = 2
-    name: str = "openai"
 
-    def judge(self, task: BenchTask, prediction: str) -> bool:
-        body = {
-            "model": self.model, "temperature": 0, "max_tokens": 3,
-            "messages": [
-                {"role": "system", "content": JUDGE_PROMPT},
-                {"role": "user", "content": f"Question: {task.question}\nReference answer: {task.answer}\n"
-                                            f"Predicted answer: {prediction}\nSame meaning (yes/no)?"},
-            ],
-        }
-        reply = self._post(body)
+    def complete(self, messages: list[dict], max_tokens: int) -> str:
+        """The reply's text at temperature 0; JudgeError when unreachable or unusable."""
+        reply = self._post({"model": self.model, "temperature": 0, "max_tokens": max_tokens, "messages": messages})
         try:
-            content = reply["choices"][0]["message"]["content"]
+            return str(reply["choices"][0]["message"]["content"])
         except (KeyError, IndexError, TypeError):
             raise JudgeError(f"judge reply has no choices[0].message.content: {str(reply)[:200]}") from None
-        verdict = re.sub(r"[^a-z]", "", str(content).lower())
-        if verdict.startswith("yes"):
-            return True
-        if verdict.startswith("no"):
-            return False
-        raise JudgeError(f"judge replied {str(content)[:80]!r}, not yes or no")
 
     def _post(self, body: dict) -> dict:
         headers = {"Content-Type": "application/json"}
@@ -127,6 +113,26 @@ class OpenAIJudge:
             if attempt < self.retries:
                 time.sleep(0.2 * 2**attempt)
         raise JudgeError(problem)
+
+
+@dataclass
+class OpenAIJudge(ChatEndpoint):
+    """The endpoint's model says yes or no."""
+
+    name: str = "openai"
+
+    def judge(self, task: BenchTask, prediction: str) -> bool:
+        content = self.complete([
+            {"role": "system", "content": JUDGE_PROMPT},
+            {"role": "user", "content": f"Question: {task.question}\nReference answer: {task.answer}\n"
+                                        f"Predicted answer: {prediction}\nSame meaning (yes/no)?"},
+        ], max_tokens=3)
+        verdict = re.sub(r"[^a-z]", "", content.lower())
+        if verdict.startswith("yes"):
+            return True
+        if verdict.startswith("no"):
+            return False
+        raise JudgeError(f"judge replied {content[:80]!r}, not yes or no")
 
 
 def make_judge(spec: str) -> Judge:

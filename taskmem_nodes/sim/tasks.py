@@ -12,9 +12,34 @@ import random
 from dataclasses import dataclass, field, fields
 
 from taskmem_nodes.bench.types import BenchTask
-from taskmem_nodes.sim.world import ACTIVITIES, COLOURS, PLURALS, ClipTruth, World, object_phrase, person_name
+from taskmem_nodes.sim.world import (
+    ACTIVITIES,
+    COLOURS,
+    PLURALS,
+    ClipTruth,
+    Fact,
+    World,
+    object_phrase,
+    person_name,
+)
 
 TASK_TYPES = ("location", "count", "temporal_order", "activity", "attribute", "not_seen")
+
+ANSWERING_FACTS = {  # task type -> the kinds of fact its builder below reads answers from ("event:*" = any event)
+    "location": ("object", "event:put", "event:pick", "event:appear"),
+    "count": ("object",),
+    "temporal_order": ("event:*",),
+    "activity": ("person", "event:activity", "event:pick"),
+    "attribute": ("person", "object"),
+    "not_seen": (),
+}
+
+
+def answers_task_type(fact: Fact, task_type: str) -> bool:
+    """Whether questions of `task_type` are answered from facts like `fact`."""
+    kinds = ANSWERING_FACTS.get(task_type, ())
+    kind = fact.key[0]
+    return kind in kinds or (kind == "event" and ("event:*" in kinds or f"event:{fact.key[1]}" in kinds))
 
 
 def parse_mix(text: str) -> dict[str, float]:

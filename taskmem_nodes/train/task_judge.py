@@ -1,0 +1,106 @@
+"""Phase Two's task-relevance reward model: shown ~5 recent questions of one task type and two memories of the
+same clip, which memory is more useful for answering questions like these (or a tie)?
+
+- `GroundTruthTaskJudge` (the synthetic world): the memory with more true, new facts of the kinds such
+  questions are answered from (`sim.tasks.ANSWERING_FACTS`; a fact about something a question names counts
+  twice), each false statement counting against it;
+- `OpenAITaskJudge`: a model behind an OpenAI-compatible endpoint answers "A", "B" or "tie".
+Callers judge every pair in both orders and keep only verdicts that agree (`preferences.judge_pairs`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from taskmem_nodes.bench.judges import ChatEndpoint, JudgeError
+from taskmem_nodes.sim.tasks import answers_task_type
+from taskmem_nodes.sim.world import World
+from taskmem_nodes.train.fact_judge import statements
+
+Verdict = Literal["first", "second", "tie"]
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    """The clip two candidate memories were written for."""
+
+    stream_id: str
+    index: int
+    preceding: tuple[str, ...] = ()  # the memories of the clips before it, as the policy saw them
+
+
+class TaskJudge(Protocol):
+    name: str
+
+    def prefer(self, clip: ClipRef, task_type: str, questions: Sequence[str], first: str, second: str) -> Verdict:
+        """Which memory of `clip` helps more with questions like `questions`."""
+
+
+@dataclass
+class GroundTruthTaskJudge:
+    """Task relevance from the simulated world's ground truth."""
+
+    worlds: dict[str, World]
+    name: str = "ground-truth"
+
+    def usefulness(self, clip: ClipRef, task_type: str, questions: Sequence[str], memory: str) -> int:
+        world = self.worlds[clip.stream_id]
+        facts = {statements(f.text)[0]: f for f in world.clips[clip.index].facts}
+        said_before = {s for m in clip.preceding for s in statements(m)}
+        asked = " ".join(questions).lower()
+        score = 0
+        for sentence in set(statements(memory)):
+            fact = facts.get(sentence)
+            if fact is None:
+                score -= 1  # false: it would mislead the answer
+            elif sentence not in said_before and answers_task_type(fact, task_type):
+                score += 2 if any(subject in asked for subject in fact.subjects) else 1
+        return score
+
+    def prefer(self, clip: ClipRef, task_type: str, questions: Sequence[str], first: str, second: str) -> Verdict:
+        a, b = (self.usefulness(clip, task_type, questions, m) for m in (first, second))
+        return "first" if a > b else "second" if b > a else "tie"
+
+
+TASK_JUDGE_PROMPT = (
+    "A robot writes short memories of what its camera sees and later answers questions from those memories "
+    "only. Below are recent questions it was asked and two candidate memories of the same 10-second clip. "
+    "Which memory would be more useful for answering questions like these? Judge usefulness only, not length "
+    "or style. Reply with exactly one of: A, B, tie."
+)
+
+
+@dataclass
+class OpenAITaskJudge(ChatEndpoint):
+    """A model behind an OpenAI-compatible `/chat/completions` endpoint compares the two memories."""
+
+    name: str = "openai"
+
+    def prefer(self, clip: ClipRef, task_type: str, questions: Sequence[str], first: str, second: str) -> Verdict:
+        asked = "\n".join(f"- {q}" for q in questions)
+        content = self.complete([
+            {"role": "system", "content": TASK_JUDGE_PROMPT},
+            {"role": "user", "content": f"Questions ({task_type}):\n{asked}\n\nMemory A: {first}\n\n"
+                                        f"Memory B: {second}\n\nMore useful (A, B or tie)?"},
+        ], max_tokens=3)
+        verdict = re.sub(r"[^a-z]", "", content.lower())
+        if verdict.startswith("tie"):
+            return "tie"
+        if verdict in ("a", "b"):
+            return "first" if verdict == "a" else "second"
+        raise JudgeError(f"task judge replied {content[:80]!r}, not A, B or tie")
+
+
+def make_task_judge(spec: str, worlds: dict[str, World] | None = None) -> TaskJudge:
+    """'ground-truth' (synthetic world), or 'openai:<base_url>#<model>'."""
+    if spec == "ground-truth":
+        return GroundTruthTaskJudge(worlds or {})
+    if spec.startswith("openai:"):
+        url, _, model = spec.removeprefix("openai:").partition("#")
+        if not url.startswith(("http://", "https://")) or not model:
+            raise ValueError(f"task judge {spec!r}: write openai:<http(s) base url>#<model name>")
+        return OpenAITaskJudge(url, model)
+    raise ValueError(f"unknown task judge {spec!r}; use ground-truth or openai:<base_url>#<model>")
