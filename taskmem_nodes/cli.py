@@ -166,6 +166,9 @@ def bench(
              "for systems policy:<label>")] = None,
     model_config: Annotated[Path | None, typer.Option(
         help="Memorizer parameters of policy/captioner layered over taskmem.yaml (config/models/*.yaml)")] = None,
+    adapter: Annotated[list[str] | None, typer.Option(
+        help="<label>=<file>: system policy:<label> runs the default model (or --model <label>=<dir>) steered "
+             "by this Phase Two adapter")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default runs/bench-<time>)")] = None,
 ) -> None:
     """The streaming benchmark: memory written clip by clip, tasks answered at arrival from memory only."""
@@ -196,7 +199,14 @@ def bench(
         seeds = seeds[:1]  # a published dataset is one fixed set of streams
     main_model = next((m for m in model or [] if "=" not in m), "")
     labelled = dict(m.split("=", 1) for m in model or [] if "=" in m)
-    if {"policy", "captioner"} & set(names) and not main_model:
+    extra_models = {k: memorizer_settings(v) for k, v in labelled.items()}
+    for item in adapter or []:
+        label, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise typer.BadParameter(f"--adapter {item!r}: write <label>=<adapter file> (an existing file)")
+        extra_models[label] = {**extra_models.get(label, memorizer_settings(main_model, model_config)),
+                               "adapter": path}
+    if ({"policy", "captioner"} & set(names) or extra_models) and not main_model:
         _ensure_default_model(quiet=True)
     tokenizer = _token_counter()
     out = out or Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -204,7 +214,7 @@ def bench(
         try:
             report = run_benchmark(spec, seeds, names, LexicalAnswerer(), open_judge, config,
                                    model_settings=memorizer_settings(main_model, model_config),
-                                   extra_models={k: memorizer_settings(v) for k, v in labelled.items()},
+                                   extra_models=extra_models,
                                    count_tokens=tokenizer,
                                    on_clip=bar.update, reference=reference)
         except ValueError as err:
@@ -290,6 +300,91 @@ def train_phase_one(
                         lambda step, s: {"reward": f"{s['reward']:.2f}", "correct": f"{s['correct']:.2f}"},
                         init_checkpoint=str(init) if init else None)
     console.print(f"final checkpoint: {final}; reward curves: {final.parent / 'rewards.png'}")
+
+
+@train_app.command("record-deployment")
+def train_record_deployment(
+    out: Annotated[Path, typer.Option(help="New folder for store.db and clips/")],
+    seed: Annotated[list[int] | None, typer.Option("--seed", help="World seed (repeat; default 100)")] = None,
+    streams: Annotated[int, typer.Option(help="Synthetic streams per seed")] = 2,
+    minutes: Annotated[float | None, typer.Option(help="Stream length (default: the world's)")] = None,
+    task_mix: Annotated[str, typer.Option(help="Task type weights, e.g. location=3,count=3,activity=1")] = "",
+    world: Annotated[Path | None, typer.Option(help="World file (default sim/worlds/default.yaml)")] = None,
+    model: Annotated[str, typer.Option(help="Memorizer checkpoint ('' = the default model)")] = "",
+) -> None:
+    """A simulated deployment for Phase Two: the memorizer streams synthetic worlds, tasks of the mix arrive,
+    are answered from memory and logged; every clip is archived."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.bench.runner import memorizer_settings
+    from taskmem_nodes.memorizer import backend_settings, load_backend
+    from taskmem_nodes.sim.dataset import load_sim_config
+    from taskmem_nodes.sim.tasks import parse_mix
+    from taskmem_nodes.train.deployment import record_simulated_deployment
+
+    seeds = seed or [100]
+    try:
+        world_config, task_config = load_sim_config(world or default_world(),
+                                                    duration_s=None if minutes is None else minutes * 60)
+        if task_mix:
+            task_config.mix = parse_mix(task_mix)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    if not model:
+        _ensure_default_model(quiet=True)
+    backend = load_backend("transformers", **backend_settings(memorizer_settings(model)))
+    backend.load()
+    total = streams * len(seeds) * round(world_config.duration_s / world_config.clip_seconds)
+    with tqdm(total=total, unit="clip", desc="streaming") as bar:
+        try:
+            counts = record_simulated_deployment(out, backend, world_config, task_config, seeds=seeds,
+                                                 streams=streams, on_clip=bar.update)
+        except FileExistsError as err:
+            raise typer.BadParameter(str(err)) from None
+    console.print(f"{out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+@train_app.command("phase-two")
+def train_phase_two(
+    deployment: Annotated[Path, typer.Option(help="Folder with the robot's store.db and clips/")],
+    config: Annotated[Path, typer.Option(help="Recipe file (config/train/phase_two_tiny.yaml)")] = Path(
+        "config/train/phase_two_tiny.yaml"),
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: the recipe's out_dir)")] = None,
+    current: Annotated[Path | None, typer.Option(help="The adapter in use, which the new one must beat")] = None,
+) -> None:
+    """Phase Two offline: preferences from the task log, DPO of a steering vector, the evaluation gate."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.models.steering import AdapterError, SteeringAdapter
+    from taskmem_nodes.train.phase_two import PhaseTwoConfig, run_phase_two
+
+    try:
+        recipe = PhaseTwoConfig.from_yaml(config, **({"out_dir": str(out)} if out else {}))
+        in_use = SteeringAdapter.load(current) if current else None
+    except (OSError, ValueError, TypeError, AdapterError) as err:
+        raise typer.BadParameter(str(err)) from None
+    bars = []
+
+    def progress(desc: str, total: int):
+        if bars:
+            bars[-1].close()
+        bars.append(tqdm(total=total, desc=desc, unit="clip" if "DPO" not in desc else "step"))
+        return bars[-1].update
+
+    if not recipe.policy:
+        _ensure_default_model(quiet=True)
+    try:
+        report = run_phase_two(deployment, recipe, current=in_use, progress=progress)
+    except (FileNotFoundError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from None
+    finally:
+        for bar in bars:
+            bar.close()
+    gate = report["gate"]
+    verdict = "released" if report["released"] else f"rejected ({gate['reason']})"
+    console.print(f"adapter {report['version']} for {', '.join(report['task_types'])}: {verdict}")
+    console.print(f"pairs {report['pairs']['pairs']} of {report['pairs']['clips']} clips; gate: {gate['wins']} wins, "
+                  f"{gate['losses']} losses, {gate['ties']} ties; file {report['adapter']}")
 
 
 def _run_recipe(recipe_class, run, config: Path, out: Path | None, steps: int | None, postfix,

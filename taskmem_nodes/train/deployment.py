@@ -1,0 +1,124 @@
+"""A deployment: what a robot kept while it worked — its store (the memories it wrote, the task log) and its
+clip archive — as Phase Two reads it. `record_simulated_deployment` produces one on the synthetic world: the
+memorizer streams the worlds, tasks of a chosen mix arrive and are answered from memory and logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskmem_nodes.clip_archive import ArchivedClip, ClipArchive
+from taskmem_nodes.policy import PRECEDING_MEMORIES, PrecedingMemory, build_request, select_window
+from taskmem_nodes.records import MemoryRecord, TaskLogRecord
+from taskmem_nodes.sim.world import World, WorldConfig
+
+STORE_FILE = "store.db"
+CLIPS_DIR = "clips"
+
+
+@dataclass
+class Deployment:
+    """Archived clips per stream (in order), the memories written for them by clip id, the task log."""
+
+    streams: dict[str, list[ArchivedClip]]
+    memories: dict[str, str]
+    tasks: list[TaskLogRecord]
+
+    @classmethod
+    def load(cls, root: str | Path) -> Deployment:
+        from taskmem_nodes.store import MemoryStore
+
+        root = Path(root)
+        if not (root / STORE_FILE).is_file() or not (root / CLIPS_DIR).is_dir():
+            raise FileNotFoundError(f"{root} is not a deployment: it needs {STORE_FILE} and {CLIPS_DIR}/")
+        streams: dict[str, list[ArchivedClip]] = defaultdict(list)
+        for archived in ClipArchive(root / CLIPS_DIR).clips():
+            streams[archived.stream_id].append(archived)
+        for clips in streams.values():
+            clips.sort(key=lambda a: a.index)
+        store = MemoryStore(root / STORE_FILE, readonly=True)
+        try:
+            memories = {m.clip_id: m.text for m in store.memories()}
+            tasks = list(store.tasks())
+        finally:
+            store.close()
+        return cls(dict(streams), memories, tasks)
+
+    def worlds(self) -> dict[str, World]:
+        """The simulated worlds of the streams that came from one (ground truth for the judges)."""
+        return {sid: World(WorldConfig.from_dict(clips[0].source["world"]))
+                for sid, clips in self.streams.items() if clips and "world" in clips[0].source}
+
+    def request(self, stream_id: str, position: int, frames_per_clip: int):
+        """The policy input for one archived clip: its window and the memories written for the clips before."""
+        clips = self.streams[stream_id]
+        current = clips[position].clip
+        window = select_window([a.clip for a in clips[: position + 1]], current)
+        preceding = [PrecedingMemory(a.clip.start, a.clip.end, self.memories[a.clip.clip_id])
+                     for a in clips[max(0, position - PRECEDING_MEMORIES): position] if a.clip.clip_id in self.memories]
+        return build_request(window, preceding, frames_per_clip)
+
+    def preceding_texts(self, stream_id: str, position: int) -> tuple[str, ...]:
+        clips = self.streams[stream_id][max(0, position - PRECEDING_MEMORIES): position]
+        return tuple(self.memories[a.clip.clip_id] for a in clips if a.clip.clip_id in self.memories)
+
+
+def record_simulated_deployment(out: str | Path, backend, world_config: WorldConfig, task_config, *,
+                                seeds: list[int], streams: int, on_clip: Callable[[], None] | None = None) -> dict:
+    """Stream the synthetic worlds of `seeds` through the memorizer (on `backend`, loaded), answer and log
+    every task when it arrives, archive every clip; returns counts."""
+    from taskmem_nodes.answerer import LexicalAnswerer
+    from taskmem_nodes.bench.harness import BenchConfig, stream_clips
+    from taskmem_nodes.memorizer import Memorizer
+    from taskmem_nodes.sim.dataset import synthetic_dataset
+    from taskmem_nodes.store import MemoryStore
+
+    out = Path(out)
+    if (out / STORE_FILE).exists():
+        raise FileExistsError(f"{out / STORE_FILE} exists; record into a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    store = MemoryStore(out / STORE_FILE)
+    archive = ClipArchive(out / CLIPS_DIR, max_clips=1_000_000)
+    answerer, bench = LexicalAnswerer(), BenchConfig()
+    counts = {"clips": 0, "memories": 0, "rejected": 0, "tasks": 0}
+    try:
+        for seed in seeds:
+            for sim in synthetic_dataset(world_config, task_config, seed=seed, streams=streams):
+                memorizer = Memorizer(backend)
+                source = {"world": dataclasses.asdict(sim.world.config)}
+                pending = sorted(sim.stream.tasks, key=lambda t: t.arrival)
+                for clip in stream_clips(sim.stream, bench):
+                    while pending and pending[0].arrival < clip.end:
+                        _log_answered(store, answerer, pending.pop(0))
+                        counts["tasks"] += 1
+                    archive.add(clip, sim.stream.stream_id, round(clip.start / bench.clip_seconds), source)
+                    record = memorizer.memorize(clip)
+                    if isinstance(record, MemoryRecord):
+                        store.add_memory(record)
+                        counts["memories"] += 1
+                    else:
+                        store.add_rejected(record)
+                        counts["rejected"] += 1
+                    counts["clips"] += 1
+                    if on_clip is not None:
+                        on_clip()
+                for task in pending:
+                    _log_answered(store, answerer, task)
+                    counts["tasks"] += 1
+    finally:
+        store.close()
+    return counts
+
+
+def _log_answered(store, answerer, task) -> None:
+    memories = [m for m in store.memories() if m.end <= task.arrival + 1e-6]
+    answer = answerer.answer(task.question, list(task.options), memories)
+    store.log_task(TaskLogRecord(
+        task_id=task.task_id, question=task.question, asked_at=task.arrival, task_type=task.task_type,
+        options=tuple(task.options), answered=answer.answered, answer=answer.text,
+        option_index=answer.option_index, memory_ids=answer.memory_ids, answerer="lexical",
+    ))

@@ -1,0 +1,284 @@
+"""Phase Two: learn *what* to memorize from the tasks the robot received, as a steering vector on the frozen
+Phase-One policy.
+
+Run:  taskmem train phase-two --deployment runs/deployment --config config/train/phase_two_tiny.yaml
+
+A deployment is what the robot kept: its store (the memories it wrote, the task log) and its clip archive.
+1. the task log's recent tasks, by type: each clip is judged against ~5 questions of one type, types drawn
+   in proportion to how often they were asked;
+2. per training clip, `rollouts` memories sampled from the frozen policy; every pair judged in both orders;
+   the method's pair (`preferences.py`);
+3. DPO of the steering vector (`steering_dpo.py`), then scaled (default 1.5);
+4. the evaluation gate: on held-out clips, greedy memories with the new adapter against the current one
+   (through the inference backend, hot-swapping between them), judged in both orders; the new adapter is
+   released only when it wins at least `min_win_rate` of the decided comparisons; the verdict and figures
+   go into the adapter's metadata and `<out>/report.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from taskmem_nodes.models.steering import ADAPTER_SUFFIX, AdapterInfo, SteeringAdapter
+from taskmem_nodes.policy import MemoryParseError, parse_output
+from taskmem_nodes.records import TaskLogRecord
+from taskmem_nodes.train.deployment import Deployment
+from taskmem_nodes.train.fact_judge import judge_entry
+from taskmem_nodes.train.gspo import sample_group
+from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
+from taskmem_nodes.train.preferences import Candidate, PairStats, PreferencePair, pairs_for_clip
+from taskmem_nodes.train.runs import load_recipe
+from taskmem_nodes.train.steering_dpo import DpoExample, DpoSettings, resolve_layer, train_steering_vector
+from taskmem_nodes.train.task_judge import ClipRef, TaskJudge, make_task_judge
+
+ABSTAIN_ONLY_TYPES = ("not_seen",)  # no memory content answers them: nothing to steer toward
+
+
+@dataclass
+class PhaseTwoConfig:
+    """Everything that shapes a Phase Two run."""
+
+    out_dir: str = "runs/phase-two"
+    """Adapters, the report and the log."""
+    policy: str = ""
+    """The frozen Phase-One checkpoint ('' = the default model)."""
+    layer: int | None = None
+    """Decoder layer the vector is added after (None: the reference's depth, 22 of 48)."""
+    scale: float = 1.5
+    """Scale of the trained vector at inference."""
+    rollouts: int = 8
+    """Candidate memories sampled per clip."""
+    temperature: float = 1.0
+    """Sampling temperature of the candidates."""
+    max_new_tokens: int = 200
+    """Longest candidate (thinking + JSON) when the memorizer does not enforce the format; with
+    `enforce_format` (config/taskmem.yaml) candidates are decoded within the memorizer's own budgets."""
+    questions: int = 5
+    """Recent questions the judge sees per clip."""
+    recent_tasks: int = 500
+    """The task log window: only the most recent tasks are sampled."""
+    min_tasks: int = 10
+    """Task types asked fewer times are not trained for."""
+    max_length_gap: int = 20
+    """Chosen and rejected descriptions must differ by fewer tokens than this."""
+    validation_every: int = 4
+    """Every n-th clip of a stream is held out for the evaluation gate."""
+    min_win_rate: float = 0.55
+    """The gate: share of decided comparisons the new adapter must win against the current one."""
+    judge: str = "ground-truth"
+    """Task-relevance judge: ground-truth (synthetic world) or openai:<base_url>#<model>."""
+    dpo: dict = field(default_factory=dict)
+    """Overrides of `DpoSettings` (steps, lr, beta)."""
+    seed: int = 0
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> PhaseTwoConfig:
+        return load_recipe(cls, path, **overrides)
+
+
+class TaskSampler:
+    """Recent questions by type; a type per clip drawn in proportion to how often it was asked."""
+
+    def __init__(self, tasks: list[TaskLogRecord], config: PhaseTwoConfig, rng: random.Random):
+        recent = sorted(tasks, key=lambda t: t.asked_at)[-config.recent_tasks:]
+        self.by_type: dict[str, list[TaskLogRecord]] = defaultdict(list)
+        for task in recent:
+            if task.task_type and task.task_type not in ABSTAIN_ONLY_TYPES:
+                self.by_type[task.task_type].append(task)
+        self.by_type = {t: ts for t, ts in self.by_type.items() if len(ts) >= config.min_tasks}
+        self.count = config.questions
+        self.rng = rng
+        self.window = [recent[0].asked_at, recent[-1].asked_at] if recent else []
+
+    @property
+    def task_types(self) -> list[str]:
+        return sorted(self.by_type)
+
+    def draw(self) -> tuple[str, list[str]]:
+        types = self.task_types
+        task_type = self.rng.choices(types, [len(self.by_type[t]) for t in types])[0]
+        pool = self.by_type[task_type]
+        return task_type, [t.question for t in self.rng.sample(pool, min(self.count, len(pool)))]
+
+
+def _description(text: str) -> str | None:
+    try:
+        return parse_output(text).description
+    except MemoryParseError:
+        return None
+
+
+def inference_decoding(policy: RestrictedPolicy, settings: dict, max_new_tokens: int) -> tuple[Callable, int]:
+    """A fresh-processor factory and the token limit that make candidates decode as the deployed memorizer does
+    (its format enforcer and budgets when `enforce_format` is set)."""
+    from taskmem_nodes.models.format_enforcer import FormatEnforcer
+
+    if not settings.get("enforce_format"):
+        return list, max_new_tokens
+    text_config = policy.model.config.get_text_config()
+
+    def processors() -> list:
+        return [FormatEnforcer(policy.tokenizer, text_config.vocab_size, settings.get("max_thinking_tokens", 128),
+                               settings.get("max_description_tokens", 200),
+                               eos_token_ids=[policy.tokenizer.convert_tokens_to_ids("<|im_end|>")])]
+
+    return processors, processors()[0].max_new_tokens
+
+
+def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[tuple[str, int]],
+                  sampler: TaskSampler, judge: TaskJudge, config: PhaseTwoConfig, stats: PairStats,
+                  decoding: tuple[Callable, int] = (list, 200),
+                  on_clip: Callable[[], None] | None = None) -> list[tuple[object, PreferencePair]]:
+    """Sample candidates from the frozen policy for each clip and select the method's pair."""
+    worlds = deployment.worlds()
+    count_tokens = lambda text: len(policy.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    found = []
+    for stream_id, position in clips:
+        request = deployment.request(stream_id, position, policy.frames_per_clip)
+        ref = ClipRef(stream_id, deployment.streams[stream_id][position].index,
+                      deployment.preceding_texts(stream_id, position))
+        policy.model.eval()
+        processors, max_new_tokens = decoding
+        rollouts = sample_group(policy, request, config.rollouts, config.temperature, max_new_tokens, processors())
+        candidates = []
+        for ids in rollouts:
+            text = _description(THINK_PREFILL + policy.tokenizer.decode(ids, skip_special_tokens=True))
+            if text is None:
+                continue  # Phase One's format reward handles unparsable output; it is no candidate here
+            world = worlds.get(stream_id)
+            correctness = judge_entry(world, ref.index, text, ref.preceding).fidelity if world else 1.0
+            candidates.append(Candidate(text, tuple(ids.tolist()), count_tokens(text), correctness))
+        task_type, questions = sampler.draw()
+        pair = pairs_for_clip(judge, ref, task_type, questions, candidates, stats, config.max_length_gap)
+        if pair is not None:
+            found.append((request, pair))
+        if on_clip is not None:
+            on_clip()
+    return found
+
+
+def split_clips(deployment: Deployment, every: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(training, held-out) clip positions: every `every`-th clip of each stream is held out."""
+    train, held_out = [], []
+    for stream_id, clips in sorted(deployment.streams.items()):
+        for position in range(len(clips)):
+            (held_out if position % every == every - 1 else train).append((stream_id, position))
+    return train, held_out
+
+
+def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]], sampler: TaskSampler,
+                    judge: TaskJudge, candidate: SteeringAdapter, current: SteeringAdapter | None,
+                    on_clip: Callable[[], None] | None = None) -> dict:
+    """Greedy memories with the candidate and with the current adapter on held-out clips, judged in both
+    orders against the clip's sampled questions: wins, losses, ties and the hot-swap pauses."""
+    wins = losses = ties = 0
+    pauses = []
+    tokens = {"candidate": [], "current": []}
+    for stream_id, position in clips:
+        request = deployment.request(stream_id, position, backend.frames_per_clip)
+        ref = ClipRef(stream_id, deployment.streams[stream_id][position].index,
+                      deployment.preceding_texts(stream_id, position))
+        texts = {}
+        for name, adapter in (("current", current), ("candidate", candidate)):
+            pauses.append(backend.set_adapter(adapter))
+            result = backend.generate(request)
+            texts[name] = _description(result.text) or ""
+            tokens[name].append(result.output_tokens)
+        task_type, questions = sampler.draw()
+        forward = judge.prefer(ref, task_type, questions, texts["candidate"], texts["current"])
+        backward = judge.prefer(ref, task_type, questions, texts["current"], texts["candidate"])
+        if forward == "first" and backward == "second":
+            wins += 1
+        elif forward == "second" and backward == "first":
+            losses += 1
+        else:
+            ties += 1
+        if on_clip is not None:
+            on_clip()
+    decided = wins + losses
+    return {"clips": len(clips), "wins": wins, "losses": losses, "ties": ties,
+            "win_rate": wins / decided if decided else 0.0,
+            "swap_pause_ms_max": 1000 * max(pauses, default=0.0),
+            "swap_pause_ms_median": 1000 * sorted(pauses)[len(pauses) // 2] if pauses else 0.0,
+            "output_tokens": {k: sum(v) / max(1, len(v)) for k, v in tokens.items()}}
+
+
+def next_version(adapters: Path, task_types: list[str]) -> str:
+    numbers = [int(p.name.split("-", 1)[0]) for p in adapters.glob(f"*{ADAPTER_SUFFIX}")
+               if p.name.split("-", 1)[0].isdigit()]
+    return f"{max(numbers, default=0) + 1:04d}-{'-'.join(task_types)}"[:64]
+
+
+def run_phase_two(deployment_dir: str | Path, config: PhaseTwoConfig, *, current: SteeringAdapter | None = None,
+                  judge: TaskJudge | None = None, progress: Callable[[str, int], Callable[[], None]] | None = None,
+                  ) -> dict:
+    """The whole pipeline; returns the report (also written to `<out>/report.json`). The adapter file is
+    written to `<out>/adapters/` when it passed the gate, to `<out>/rejected/` when not."""
+    from taskmem_nodes.memorizer import backend_settings, load_backend, memorizer_parameters
+
+    started = time.monotonic()
+    out = Path(config.out_dir)
+    deployment = Deployment.load(deployment_dir)
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    sampler = TaskSampler(deployment.tasks, config, rng)
+    if not sampler.task_types:
+        raise ValueError(f"no task type was asked at least {config.min_tasks} times in the recent task log")
+    judge = judge or make_task_judge(config.judge, deployment.worlds())
+    settings = backend_settings({**memorizer_parameters(), "model_path": config.policy})
+    policy = RestrictedPolicy.load(settings["model_path"])
+    layer = resolve_layer(policy.model, config.layer)
+    train_clips, held_out = split_clips(deployment, config.validation_every)
+    stats = PairStats()
+    tick = progress("judging candidates", len(train_clips)) if progress else None
+    decoding = inference_decoding(policy, settings, config.max_new_tokens)
+    pairs = collect_pairs(policy, deployment, train_clips, sampler, judge, config, stats, decoding, tick)
+    judged_at = time.monotonic()
+    if not pairs:
+        raise ValueError(f"no preference pair survived selection: {dataclasses.asdict(stats)}")
+    examples = [DpoExample(request, pair.chosen.output_ids, pair.rejected.output_ids) for request, pair in pairs]
+    dpo = DpoSettings(**config.dpo)
+    tick = progress("DPO steps", dpo.steps) if progress else None
+    vector, dpo_log = train_steering_vector(policy, examples, layer, dpo, on_step=(lambda *_: tick()) if tick else None)
+    trained_at = time.monotonic()
+    del policy
+
+    backend = load_backend("transformers", **settings)
+    backend.load()
+    base_version = backend.model_version
+    adapters = out / "adapters"
+    adapters.mkdir(parents=True, exist_ok=True)
+    info = AdapterInfo(version=next_version(adapters, sampler.task_types), base_model_version=base_version,
+                       layer=layer, scale=config.scale, task_types=sampler.task_types, data_window=sampler.window,
+                       created_at=time.time())
+    candidate = SteeringAdapter(vector, info)
+    tick = progress("evaluation gate", len(held_out)) if progress else None
+    gate = evaluation_gate(backend, deployment, held_out, sampler, judge, candidate, current, tick)
+    released = gate["win_rate"] >= config.min_win_rate
+    gate |= {"released": released, "min_win_rate": config.min_win_rate,
+             "against": current.version if current else "base policy"}
+    if not released:
+        gate["reason"] = (f"win rate {gate['win_rate']:.2f} against {gate['against']} is below "
+                          f"{config.min_win_rate:.2f}")
+    info.validation = gate
+    target = (adapters if released else out / "rejected") / f"{info.version}{ADAPTER_SUFFIX}"
+    candidate.save(target)
+    report = {
+        "adapter": str(target), "version": info.version, "released": released, "layer": layer,
+        "task_types": sampler.task_types, "task_counts": dict(Counter(t.task_type for t in deployment.tasks)),
+        "pairs": dataclasses.asdict(stats), "dpo": dpo_log, "gate": gate,
+        "seconds": {"judging": judged_at - started, "dpo": trained_at - judged_at,
+                    "gate": time.monotonic() - trained_at},
+        "config": dataclasses.asdict(config),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report

@@ -1,0 +1,71 @@
+"""Phase Two end to end on a tiny model: a simulated deployment is recorded (memories, task log, clip archive),
+preferences are judged against the logged tasks, a steering vector is tuned by DPO and gated."""
+
+import json
+
+import pytest
+
+from taskmem_nodes.memorizer import load_backend
+from taskmem_nodes.models.steering import SteeringAdapter
+from taskmem_nodes.sim.tasks import TaskConfig
+from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.train.deployment import Deployment, record_simulated_deployment
+from taskmem_nodes.train.phase_two import PhaseTwoConfig, run_phase_two
+from taskmem_nodes.train.task_judge import ClipRef, GroundTruthTaskJudge
+from taskmem_nodes.train.warm_start import WarmStartConfig, train_warm_start
+
+TINY_WORLD = {"duration_s": 60.0, "cell_px": 16}
+
+
+def test_ground_truth_judge_prefers_facts_that_answer_the_task_type():
+    world = World(WorldConfig(seed=4, duration_s=300.0))
+    index, clip = next((i, c) for i, c in enumerate(world.clips)
+                       if any(f.key[0] == "object" for f in c.facts) and any(f.key[0] == "person" for f in c.facts))
+    objects = next(f.text for f in clip.facts if f.key[0] == "object")
+    person = next(f.text for f in clip.facts if f.key[0] == "person")
+    judge, ref = GroundTruthTaskJudge({"s": world}), ClipRef("s", index)
+    where = ["Where was the red mug last seen?"]
+    assert judge.prefer(ref, "count", where, objects, person) == "first"
+    assert judge.prefer(ref, "activity", where, objects, person) == "second"
+    assert judge.prefer(ref, "count", where, objects + " 3 purple zebras on the moon.", objects) == "second"
+    said_before = ClipRef("s", index, preceding=(objects,))
+    assert judge.prefer(said_before, "count", where, objects, "") == "tie"  # repeating memory adds nothing
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phase-two")
+    warm = train_warm_start(WarmStartConfig(out_dir=str(root / "warm"), text_hidden=64, layers=2, heads=2,
+                                            vision_depth=1, vision_hidden=32, batch_size=1, steps=2, warmup_steps=1,
+                                            world=TINY_WORLD))
+    backend = load_backend("transformers", model_path=str(warm), device="cpu", max_thinking_tokens=24,
+                           max_description_tokens=24, enforce_format=True)
+    backend.load()
+    tasks = TaskConfig(per_minute=40.0, mix={"location": 1.0, "count": 1.0}, min_delay_s=10.0)
+    counts = record_simulated_deployment(root / "deployment", backend, WorldConfig(**TINY_WORLD), tasks,
+                                         seeds=[3], streams=1)
+    return root, warm, counts
+
+
+@pytest.mark.timeout(900)
+def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
+    root, warm, counts = deployment
+    assert counts["clips"] == 6 and counts["tasks"] > 0
+    loaded = Deployment.load(root / "deployment")
+    assert len(loaded.tasks) == counts["tasks"] and set(loaded.worlds()) == set(loaded.streams)
+    assert {t.task_type for t in loaded.tasks} <= {"location", "count"}
+    config = PhaseTwoConfig(out_dir=str(root / "out"), policy=str(warm), rollouts=3, max_new_tokens=48, min_tasks=1,
+                            validation_every=3, max_length_gap=1000, dpo={"steps": 2, "lr": 0.05})
+    report = run_phase_two(root / "deployment", config)
+    stats = report["pairs"]
+    assert stats["clips"] == 4 and stats["pairs"] <= stats["clips"]
+    assert stats["judged"] % 2 == 0 and stats["agreeing"] + stats["disagreeing"] <= stats["judged"] // 2
+    adapter = SteeringAdapter.load(report["adapter"])
+    assert adapter.info.layer == report["layer"] and adapter.info.scale == 1.5
+    assert adapter.info.validation["released"] == report["released"]
+    assert set(adapter.info.task_types) <= {"location", "count"}
+    assert (("adapters" if report["released"] else "rejected") in report["adapter"])
+    gate = report["gate"]
+    assert gate["clips"] == 2 and gate["wins"] + gate["losses"] + gate["ties"] == 2
+    assert len(report["dpo"]) == 2 and report["dpo"][-1]["vector_norm"] > 0
+    assert json.loads((root / "out" / "report.json").read_text())["version"] == report["version"]
