@@ -5,7 +5,7 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "taskmem"
-NODES = ["camera_node", "memorizer_node", "store_node", "task_node", "replay_camera_node"]
+NODES = ["camera_node", "memorizer_node", "store_node", "task_node", "trainer_node", "replay_camera_node"]
 
 setup(
     name=PACKAGE,

@@ -12,7 +12,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
-from taskmem_nodes.graph import load_graph
+from taskmem_nodes.graph import load_graph, storage_overrides
 
 ARGUMENTS = {
     "replay_source": ("", "Play this video/folder/bag as the camera instead of a live one ('' = live camera)"),
@@ -31,7 +31,7 @@ def _nodes(context):
     if value["model_params"]:
         params_files.append(value["model_params"])
     overrides = {
-        "store": {"database_path": value["database_path"]},
+        **(storage_overrides(value["database_path"]) if value["database_path"] else {}),
         "memorizer": {"model_path": value["model_path"]},
         "replay_camera": {"source": value["replay_source"]},
     }

@@ -20,13 +20,17 @@ memories_app = typer.Typer(help="Inspect the memory store.", no_args_is_help=Tru
 model_app = typer.Typer(help="Memorizer checkpoints.", no_args_is_help=True)
 sim_app = typer.Typer(help="The simulated world: streams with ground truth and tasks.", no_args_is_help=True)
 train_app = typer.Typer(help="Training the memorization policy.", no_args_is_help=True)
+adapters_app = typer.Typer(help="Phase Two adapters: released versions, the one in use, rollback.",
+                           no_args_is_help=True)
 app.add_typer(memories_app, name="memories")
 app.add_typer(model_app, name="model")
 app.add_typer(sim_app, name="sim")
 app.add_typer(train_app, name="train")
+app.add_typer(adapters_app, name="adapters")
 console = Console()
 
 DEFAULT_DB = Path("~/.ros/taskmem/memory.db")
+DEFAULT_ADAPTERS = Path("~/.ros/taskmem/phase_two/adapters")
 
 
 @app.command()
@@ -59,10 +63,11 @@ def run(
     domain_id: Annotated[int | None, typer.Option(help="ROS_DOMAIN_ID (default: $ROS_DOMAIN_ID or random)")] = None,
 ) -> None:
     """Bring the graph up without ROS 2 launch (same graph and parameter files as the launch file)."""
+    from taskmem_nodes.graph import storage_overrides
     from taskmem_nodes.memorizer import memorizer_parameters
     from taskmem_nodes.runner import GraphRunner
 
-    overrides = {"store": {"database_path": str(db.expanduser())}}
+    overrides = storage_overrides(db)
     if model_config:
         try:
             overrides["memorizer"] = memorizer_parameters(model_config)
@@ -92,6 +97,54 @@ def run(
 
 def _raise_interrupt(*_) -> None:
     raise KeyboardInterrupt
+
+
+@adapters_app.command("list")
+def adapters_list(
+    adapters: Annotated[Path, typer.Option(help="The trainer's adapters folder (<data_dir>/adapters)")] = (
+        DEFAULT_ADAPTERS),
+) -> None:
+    """Released adapters, what each was trained for and how it passed the gate; * = in use."""
+    from taskmem_nodes.adapters import AdapterRegistry
+
+    registry = AdapterRegistry(adapters)
+    current = registry.current_version
+    table = Table("", "version", "task types", "layer", "scale", "win rate", "tasks from-to")
+    for info in registry.released():
+        window = "-".join(format_clock(t) for t in info.data_window) or "-"
+        table.add_row("*" if info.version == current else "", info.version, ", ".join(info.task_types),
+                      str(info.layer), f"{info.scale:g}", f"{info.validation.get('win_rate', 0.0):.2f}", window)
+    console.print(table)
+    console.print(f"in use: {current or 'none (base policy)'}")
+
+
+@adapters_app.command("use")
+def adapters_use(
+    version: Annotated[str, typer.Argument(help="A released version; '' = the base policy")],
+    adapters: Annotated[Path, typer.Option(help="The trainer's adapters folder (<data_dir>/adapters)")] = (
+        DEFAULT_ADAPTERS),
+    domain_id: Annotated[int | None, typer.Option(help="ROS_DOMAIN_ID of the running graph")] = None,
+) -> None:
+    """Roll back (or forward) to a released adapter: the running trainer announces it and the memorizer
+    hot-swaps; with no graph running, the choice is recorded and announced when the trainer starts."""
+    from taskmem_nodes.adapters import AdapterRegistry
+    from taskmem_nodes.client import TaskMemClient
+    from taskmem_nodes.models.steering import AdapterError
+
+    with TaskMemClient(domain_id=domain_id) as client:
+        answer = client.set_adapter(version)
+    if answer is not None:
+        success, message = answer
+        console.print(message)
+        if not success:
+            raise typer.Exit(1)
+        return
+    try:
+        AdapterRegistry(adapters).use(version, reason="taskmem adapters use")
+    except AdapterError as err:
+        raise typer.BadParameter(str(err)) from None
+    console.print(f"no trainer answered; {version or 'the base policy'} is recorded in {adapters} and will be "
+                  "announced when the trainer starts")
 
 
 @app.command()
@@ -346,42 +399,66 @@ def train_record_deployment(
 
 @train_app.command("phase-two")
 def train_phase_two(
-    deployment: Annotated[Path, typer.Option(help="Folder with the robot's store.db and clips/")],
-    config: Annotated[Path, typer.Option(help="Recipe file (config/train/phase_two_tiny.yaml)")] = Path(
-        "config/train/phase_two_tiny.yaml"),
+    deployment: Annotated[Path | None, typer.Option(help="Folder with store.db and clips/ (a recorded deployment)")
+                          ] = None,
+    store: Annotated[Path | None, typer.Option(help="A robot's store file (with --clips, instead of --deployment)")
+                     ] = None,
+    clips: Annotated[Path | None, typer.Option(help="The trainer node's clip archive")] = None,
+    config: Annotated[Path, typer.Option(help="Recipe file")] = Path("config/train/phase_two_tiny.yaml"),
     out: Annotated[Path | None, typer.Option(help="Output folder (default: the recipe's out_dir)")] = None,
-    current: Annotated[Path | None, typer.Option(help="The adapter in use, which the new one must beat")] = None,
+    task_type: Annotated[list[str] | None, typer.Option(help="Train for this task type only (repeat)")] = None,
+    json_progress: Annotated[bool, typer.Option(help="Progress and report as JSON lines (for the trainer node)")
+                             ] = False,
 ) -> None:
-    """Phase Two offline: preferences from the task log, DPO of a steering vector, the evaluation gate."""
+    """Phase Two offline: preferences from the task log, DPO of a steering vector, the evaluation gate; an
+    adapter that passes is released into <out>/adapters and made current."""
     from tqdm import tqdm
 
-    from taskmem_nodes.models.steering import AdapterError, SteeringAdapter
+    from taskmem_nodes.train.deployment import Deployment
     from taskmem_nodes.train.phase_two import PhaseTwoConfig, run_phase_two
 
+    overrides = {k: v for k, v in (("out_dir", str(out) if out else None), ("task_types", task_type)) if v}
     try:
-        recipe = PhaseTwoConfig.from_yaml(config, **({"out_dir": str(out)} if out else {}))
-        in_use = SteeringAdapter.load(current) if current else None
-    except (OSError, ValueError, TypeError, AdapterError) as err:
+        recipe = PhaseTwoConfig.from_yaml(config, **overrides)
+        if (deployment is None) == (store is None or clips is None):
+            raise ValueError("give either --deployment or both --store and --clips")
+        data = Deployment.load(deployment) if deployment else Deployment.from_files(store, clips)
+    except (OSError, ValueError, TypeError) as err:
         raise typer.BadParameter(str(err)) from None
     bars = []
 
-    def progress(desc: str, total: int):
+    def progress(stage: str, total: int):
+        if json_progress:
+            done = [0]
+            print(json.dumps({"stage": stage, "done": 0, "total": total}), flush=True)
+
+            def tick():
+                done[0] += 1
+                print(json.dumps({"stage": stage, "done": done[0], "total": total}), flush=True)
+
+            return tick
         if bars:
             bars[-1].close()
-        bars.append(tqdm(total=total, desc=desc, unit="clip" if "DPO" not in desc else "step"))
+        bars.append(tqdm(total=total, desc=stage, unit="step" if "DPO" in stage else "clip"))
         return bars[-1].update
 
     if not recipe.policy:
         _ensure_default_model(quiet=True)
     try:
-        report = run_phase_two(deployment, recipe, current=in_use, progress=progress)
-    except (FileNotFoundError, ValueError) as err:
+        report = run_phase_two(data, recipe, progress=progress)
+    except ValueError as err:
+        if json_progress:
+            print(json.dumps({"error": str(err)}), flush=True)
+            raise typer.Exit(1) from None
         raise typer.BadParameter(str(err)) from None
     finally:
         for bar in bars:
             bar.close()
+    if json_progress:
+        print(json.dumps({"report": report}), flush=True)
+        return
     gate = report["gate"]
-    verdict = "released" if report["released"] else f"rejected ({gate['reason']})"
+    verdict = "released and in use" if report["released"] else f"rejected ({gate['reason']})"
     console.print(f"adapter {report['version']} for {', '.join(report['task_types'])}: {verdict}")
     console.print(f"pairs {report['pairs']['pairs']} of {report['pairs']['clips']} clips; gate: {gate['wins']} wins, "
                   f"{gate['losses']} losses, {gate['ties']} ties; file {report['adapter']}")

@@ -96,6 +96,21 @@ class TaskMemClient:
             tuple(result.memory_ids), result.explanation, result.task_id,
         )
 
+    def set_adapter(self, version: str, timeout: float = 5.0) -> tuple[bool, str] | None:
+        """Ask the trainer to make `version` the adapter in use ("" = none); None when no trainer answered."""
+        from taskmem_interfaces.srv import SetAdapter
+
+        client = self.node.create_client(SetAdapter, "set_adapter")
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                return None
+            future = client.call_async(SetAdapter.Request(version=version))
+            if not wait_for_future(future, timeout):
+                return None
+            return future.result().success, future.result().message
+        finally:
+            self.node.destroy_client(client)
+
     def wait_until_active(self, node_name: str, timeout: float = 120.0) -> bool:
         """Wait until the lifecycle node `node_name` (e.g. "memorizer", whose model loads on configure) is active."""
         client = self.node.create_client(GetState, f"/{node_name}/get_state")

@@ -20,6 +20,7 @@ from rich.table import Table
 from tqdm import tqdm
 
 from taskmem_nodes.client import AskOutcome, AskStatus, TaskMemClient
+from taskmem_nodes.graph import storage_overrides
 from taskmem_nodes.records import MemoryRecord, format_clock
 from taskmem_nodes.runner import GraphRunner
 from taskmem_nodes.store import MemoryStore
@@ -115,7 +116,7 @@ def run_demo(video: Path, *, rate: float = 4.0, database: Path | None = None, ti
     params = {
         "replay_camera": {"source": str(video), "rate": rate, "exit_when_done": True, "wait_for_subscribers": 1,
                           "max_image_side": 384},
-        "store": {"database_path": str(database)},
+        **storage_overrides(database),
         # faster than real time the clips come quicker than the memorizer writes: let it queue the whole stream
         "memorizer": {"queue_size": max(2, report.clips_expected)},
     }

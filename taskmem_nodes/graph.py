@@ -44,3 +44,14 @@ def load_graph(path: str | Path | None = None) -> Graph:
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: node names must be unique, got {names}")
     return Graph(nodes=nodes, parameters_file=path.parent / data["parameters"])
+
+
+def storage_overrides(database: str | Path) -> dict[str, dict]:
+    """Node parameters that put the store's file and the trainer's archive, adapters and reports side by side
+    in the folder of `database` (one place per robot, demo or test run)."""
+    database = Path(database).expanduser()
+    return {
+        "store": {"database_path": str(database)},
+        "trainer": {"store_path": str(database), "data_dir": str(database.parent / "phase_two"),
+                    "clip_archive_dir": str(database.parent / "clips")},
+    }

@@ -9,10 +9,11 @@ import sys
 from rosutil import wait_for
 
 from taskmem_nodes.client import AskStatus, TaskMemClient
+from taskmem_nodes.graph import storage_overrides
 from taskmem_nodes.runner import GraphRunner, ros_environment
 from taskmem_nodes.store import MemoryStore
 
-NODES = ("camera", "memorizer", "store", "task", "replay_camera")
+NODES = ("camera", "memorizer", "store", "task", "trainer", "replay_camera")
 VTEST_CLIPS = 8  # 795 frames at 10 fps = 79.5 s -> seven full 10-s clips and a partial one
 
 
@@ -32,7 +33,7 @@ def test_video_to_memories_to_answers(tmp_path, domain_id, tiny_checkpoint, vtes
     db = tmp_path / "memory.db"
     runner = GraphRunner(domain_id=domain_id, log_dir=tmp_path / "logs", overrides={
         "memorizer": {"model_path": str(tiny_checkpoint), "queue_size": VTEST_CLIPS},  # no clip dropped
-        "store": {"database_path": str(db)},
+        **storage_overrides(db),
         "replay_camera": {"source": str(vtest_video), "rate": 8.0, "exit_when_done": True,
                           "max_image_side": 384},
     })
@@ -84,6 +85,8 @@ def test_video_to_memories_to_answers(tmp_path, domain_id, tiny_checkpoint, vtes
     assert diagnostics["taskmem/memorizer"]["memories"] == str(VTEST_CLIPS)
     assert diagnostics["taskmem/task"]["asked"] == "3"
     assert int(diagnostics["taskmem/replay_camera"]["published"]) > 0
+    assert diagnostics["taskmem/trainer"]["clips_archived"] == str(VTEST_CLIPS)  # kept for Phase Two
+    assert len(list((tmp_path / "clips").glob("*.npz"))) == VTEST_CLIPS
 
     listed = subprocess.run([sys.executable, "-m", "taskmem_nodes.cli", "memories", "list", "--db", str(db), "--json"],
                             capture_output=True, text=True, timeout=60, check=True)

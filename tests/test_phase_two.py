@@ -56,7 +56,7 @@ def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
     assert {t.task_type for t in loaded.tasks} <= {"location", "count"}
     config = PhaseTwoConfig(out_dir=str(root / "out"), policy=str(warm), rollouts=3, max_new_tokens=48, min_tasks=1,
                             validation_every=3, max_length_gap=1000, dpo={"steps": 2, "lr": 0.05})
-    report = run_phase_two(root / "deployment", config)
+    report = run_phase_two(loaded, config)
     stats = report["pairs"]
     assert stats["clips"] == 4 and stats["pairs"] <= stats["clips"]
     assert stats["judged"] % 2 == 0 and stats["agreeing"] + stats["disagreeing"] <= stats["judged"] // 2

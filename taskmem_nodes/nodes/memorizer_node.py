@@ -4,7 +4,9 @@ configure loads the model, activate starts memorizing, deactivate pauses, cleanu
 trainer can borrow the GPU). Inference runs on a worker thread, never in a callback; clips wait in a bounded
 queue that drops the oldest when the model falls behind (each clip still joins the context window).
 Memories go out on `memories` (reliable, transient-local: a restarted store catches up); outputs that do not
-parse go out on `memories/rejected` with the raw text and the reason.
+parse go out on `memories/rejected` with the raw text and the reason. Adapters announced on `adapter` (by the
+trainer) are hot-swapped between two clips, without a restart and without dropping a clip; every memory
+names the adapter it was written with.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ from collections import deque
 
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from taskmem_interfaces.msg import AdapterUpdate
 from taskmem_interfaces.msg import Clip as ClipMsg
 from taskmem_interfaces.msg import Memory as MemoryMsg
 from taskmem_interfaces.msg import RejectedMemory as RejectedMsg
 
 from taskmem_nodes.memorizer import BACKEND_PARAMETERS, Memorizer, backend_settings, load_backend
+from taskmem_nodes.models.steering import AdapterError, SteeringAdapter
 from taskmem_nodes.nodes.conversions import memory_to_msg, msg_to_clip, rejected_to_msg
 from taskmem_nodes.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
-from taskmem_nodes.nodes.qos import CLIP_QOS, MEMORY_QOS
+from taskmem_nodes.nodes.qos import ADAPTER_QOS, CLIP_QOS, MEMORY_QOS
 from taskmem_nodes.nodes.spin import run_node
 from taskmem_nodes.paths import default_model_dir
 from taskmem_nodes.records import MemoryRecord
@@ -52,12 +56,17 @@ class MemorizerNode(LifecycleNode):
         self._active = False
         self._stopping = False
         self._busy = False
-        self.counts = {"clips": 0, "memories": 0, "rejected": 0, "dropped": 0, "bad_clips": 0}
+        self.counts = {"clips": 0, "memories": 0, "rejected": 0, "dropped": 0, "bad_clips": 0, "adapter_swaps": 0,
+                       "bad_adapters": 0}
+        self.pending_adapter: AdapterUpdate | None = None  # announced before the model was loaded
+        self.last_swap_ms = 0.0
         self.last_error = ""
         self.last_seconds = 0.0
         self.memory_pub = None
         self.rejected_pub = None
         self.create_subscription(ClipMsg, "clips", self._on_clip, CLIP_QOS, callback_group=ReentrantCallbackGroup())
+        self.create_subscription(AdapterUpdate, "adapter", self._on_adapter, ADAPTER_QOS,
+                                 callback_group=ReentrantCallbackGroup())
         self.diagnostics = DiagnosticsReporter(self, self._status)
         self.worker = threading.Thread(target=self._work, name="memorizer-worker", daemon=True)
         self.worker.start()
@@ -88,6 +97,8 @@ class MemorizerNode(LifecycleNode):
         self.memory_pub = self.create_lifecycle_publisher(MemoryMsg, "memories", MEMORY_QOS)
         self.rejected_pub = self.create_lifecycle_publisher(RejectedMsg, "memories/rejected", MEMORY_QOS)
         self.get_logger().info(f"loaded {backend.model_version} with the {p['backend']} backend")
+        if self.pending_adapter is not None:
+            self._swap(self.pending_adapter)
         return super().on_configure(state)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -119,6 +130,33 @@ class MemorizerNode(LifecycleNode):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
         self.memory_pub = self.rejected_pub = None
+
+    # --- adapters ---
+    def _on_adapter(self, msg: AdapterUpdate) -> None:
+        if self.memorizer is None:
+            self.pending_adapter = msg
+            return
+        self._swap(msg)
+
+    def _swap(self, msg: AdapterUpdate) -> None:
+        """Steer with the announced adapter from the next clip on; a bad one is refused, the current one kept."""
+        self.pending_adapter = None
+        memorizer = self.memorizer
+        try:
+            adapter = SteeringAdapter.load(msg.path) if msg.version else None
+            base = memorizer.backend.model_version
+            if adapter is not None and adapter.info.base_model_version not in ("", base):
+                raise AdapterError(f"it was trained for model {adapter.info.base_model_version}, this is {base}")
+            pause = memorizer.set_adapter(adapter)
+        except (AdapterError, ValueError, OSError) as err:
+            self.counts["bad_adapters"] += 1
+            self.last_error = f"adapter {msg.version!r} refused: {err}"
+            self.get_logger().error(self.last_error)
+            return
+        self.counts["adapter_swaps"] += 1
+        self.last_swap_ms = 1000 * pause
+        self.get_logger().info(f"adapter {msg.version or 'none (base policy)'} in use (swap held generation "
+                               f"{self.last_swap_ms:.2f} ms)")
 
     # --- clips ---
     def _on_clip(self, msg: ClipMsg) -> None:
@@ -173,11 +211,13 @@ class MemorizerNode(LifecycleNode):
     def _status(self):
         if self.memorizer is None:
             return ERROR if self.last_error else WARN, self.last_error or "not configured", dict(self.counts)
-        level = WARN if (self.counts["rejected"] or self.counts["dropped"] or self.counts["bad_clips"]) else OK
+        level = WARN if (self.counts["rejected"] or self.counts["dropped"] or self.counts["bad_clips"]
+                         or self.counts["bad_adapters"]) else OK
         values = {
             **self.counts, "queue_depth": len(self.queue), "active": self._active,
             "model_version": self.memorizer.backend.model_version,
             "adapter_version": self.memorizer.adapter_version or "none",
+            "last_swap_ms": f"{self.last_swap_ms:.2f}",
             "last_generation_seconds": f"{self.last_seconds:.3f}",
         }
         return level, self.last_error or "ok", values

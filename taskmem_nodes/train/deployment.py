@@ -30,17 +30,23 @@ class Deployment:
 
     @classmethod
     def load(cls, root: str | Path) -> Deployment:
+        """`<root>/store.db` and `<root>/clips/` (what `record_simulated_deployment` writes)."""
+        return cls.from_files(Path(root) / STORE_FILE, Path(root) / CLIPS_DIR)
+
+    @classmethod
+    def from_files(cls, store_path: str | Path, clips_dir: str | Path) -> Deployment:
+        """A robot's store file and clip archive (FileNotFoundError when either is missing)."""
         from taskmem_nodes.store import MemoryStore
 
-        root = Path(root)
-        if not (root / STORE_FILE).is_file() or not (root / CLIPS_DIR).is_dir():
-            raise FileNotFoundError(f"{root} is not a deployment: it needs {STORE_FILE} and {CLIPS_DIR}/")
+        store_path, clips_dir = Path(store_path).expanduser(), Path(clips_dir).expanduser()
+        if not store_path.is_file() or not clips_dir.is_dir():
+            raise FileNotFoundError(f"a deployment needs a store file ({store_path}) and a clip archive ({clips_dir})")
         streams: dict[str, list[ArchivedClip]] = defaultdict(list)
-        for archived in ClipArchive(root / CLIPS_DIR).clips():
+        for archived in ClipArchive(clips_dir).clips():
             streams[archived.stream_id].append(archived)
         for clips in streams.values():
             clips.sort(key=lambda a: a.index)
-        store = MemoryStore(root / STORE_FILE, readonly=True)
+        store = MemoryStore(store_path, readonly=True)
         try:
             memories = {m.clip_id: m.text for m in store.memories()}
             tasks = list(store.tasks())

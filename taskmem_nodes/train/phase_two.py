@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from taskmem_nodes.adapters import AdapterRegistry
 from taskmem_nodes.models.steering import ADAPTER_SUFFIX, AdapterInfo, SteeringAdapter
 from taskmem_nodes.policy import MemoryParseError, parse_output
 from taskmem_nodes.records import TaskLogRecord
@@ -68,6 +69,8 @@ class PhaseTwoConfig:
     """The task log window: only the most recent tasks are sampled."""
     min_tasks: int = 10
     """Task types asked fewer times are not trained for."""
+    task_types: list[str] = field(default_factory=list)
+    """Train for these task types only (empty: every type with `min_tasks`)."""
     max_length_gap: int = 20
     """Chosen and rejected descriptions must differ by fewer tokens than this."""
     validation_every: int = 4
@@ -94,7 +97,8 @@ class TaskSampler:
         for task in recent:
             if task.task_type and task.task_type not in ABSTAIN_ONLY_TYPES:
                 self.by_type[task.task_type].append(task)
-        self.by_type = {t: ts for t, ts in self.by_type.items() if len(ts) >= config.min_tasks}
+        self.by_type = {t: ts for t, ts in self.by_type.items() if len(ts) >= config.min_tasks
+                        and (not config.task_types or t in config.task_types)}
         self.count = config.questions
         self.rng = rng
         self.window = [recent[0].asked_at, recent[-1].asked_at] if recent else []
@@ -212,28 +216,36 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
             "output_tokens": {k: sum(v) / max(1, len(v)) for k, v in tokens.items()}}
 
 
-def next_version(adapters: Path, task_types: list[str]) -> str:
-    numbers = [int(p.name.split("-", 1)[0]) for p in adapters.glob(f"*{ADAPTER_SUFFIX}")
+def next_version(out: Path, task_types: list[str]) -> str:
+    """'<n>-<types>', n one more than any adapter released or rejected under `out`."""
+    numbers = [int(p.name.split("-", 1)[0]) for p in out.glob(f"*/*{ADAPTER_SUFFIX}")
                if p.name.split("-", 1)[0].isdigit()]
     return f"{max(numbers, default=0) + 1:04d}-{'-'.join(task_types)}"[:64]
 
 
-def run_phase_two(deployment_dir: str | Path, config: PhaseTwoConfig, *, current: SteeringAdapter | None = None,
+def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: SteeringAdapter | None = None,
                   judge: TaskJudge | None = None, progress: Callable[[str, int], Callable[[], None]] | None = None,
                   ) -> dict:
-    """The whole pipeline; returns the report (also written to `<out>/report.json`). The adapter file is
-    written to `<out>/adapters/` when it passed the gate, to `<out>/rejected/` when not."""
+    """The whole pipeline; returns the report (also written to `<out>/report.json`). The gate compares against
+    `current`, by default the adapter in use in `<out>/adapters` (the registry). An adapter that passes is
+    written there and made current; one that does not goes to `<out>/rejected/` with the reason."""
     from taskmem_nodes.memorizer import backend_settings, load_backend, memorizer_parameters
 
     started = time.monotonic()
     out = Path(config.out_dir)
-    deployment = Deployment.load(deployment_dir)
+    registry = AdapterRegistry(out / "adapters")
+    current = current if current is not None else registry.current()
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     sampler = TaskSampler(deployment.tasks, config, rng)
     if not sampler.task_types:
         raise ValueError(f"no task type was asked at least {config.min_tasks} times in the recent task log")
-    judge = judge or make_task_judge(config.judge, deployment.worlds())
+    if judge is None:
+        worlds = deployment.worlds()
+        if config.judge == "ground-truth" and set(deployment.streams) - set(worlds):
+            raise ValueError("the ground-truth judge needs a simulated world for every stream; on real video use "
+                             "judge: openai:<base_url>#<model> in the recipe")
+        judge = make_task_judge(config.judge, worlds)
     settings = backend_settings({**memorizer_parameters(), "model_path": config.policy})
     policy = RestrictedPolicy.load(settings["model_path"])
     layer = resolve_layer(policy.model, config.layer)
@@ -255,9 +267,7 @@ def run_phase_two(deployment_dir: str | Path, config: PhaseTwoConfig, *, current
     backend = load_backend("transformers", **settings)
     backend.load()
     base_version = backend.model_version
-    adapters = out / "adapters"
-    adapters.mkdir(parents=True, exist_ok=True)
-    info = AdapterInfo(version=next_version(adapters, sampler.task_types), base_model_version=base_version,
+    info = AdapterInfo(version=next_version(out, sampler.task_types), base_model_version=base_version,
                        layer=layer, scale=config.scale, task_types=sampler.task_types, data_window=sampler.window,
                        created_at=time.time())
     candidate = SteeringAdapter(vector, info)
@@ -270,8 +280,11 @@ def run_phase_two(deployment_dir: str | Path, config: PhaseTwoConfig, *, current
         gate["reason"] = (f"win rate {gate['win_rate']:.2f} against {gate['against']} is below "
                           f"{config.min_win_rate:.2f}")
     info.validation = gate
-    target = (adapters if released else out / "rejected") / f"{info.version}{ADAPTER_SUFFIX}"
-    candidate.save(target)
+    if released:
+        target = candidate.save(registry.path(info.version))
+        registry.use(info.version, reason=f"released: won {gate['win_rate']:.2f} against {gate['against']}")
+    else:
+        target = candidate.save(out / "rejected" / f"{info.version}{ADAPTER_SUFFIX}")
     report = {
         "adapter": str(target), "version": info.version, "released": released, "layer": layer,
         "task_types": sampler.task_types, "task_counts": dict(Counter(t.task_type for t in deployment.tasks)),
