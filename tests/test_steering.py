@@ -76,3 +76,35 @@ def test_memorizer_hot_swaps_adapters_and_tags_every_memory(backend):
     with pytest.raises(AdapterError):  # a vector of another model's size leaves the current adapter in place
         memorizer.set_adapter(adapter(hidden + 1, "0003-bad"))
     assert memorizer.adapter_version == ""
+
+
+def test_peft_lora_directories_load_switch_and_tag_memories(backend, tiny_checkpoint, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from taskmem_nodes.models.lora import LoraAdapter, open_adapter
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_checkpoint)
+    lora = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "lora-kitchen")
+    adapter = open_adapter(tmp_path / "lora-kitchen")
+    assert isinstance(adapter, LoraAdapter) and adapter.version == "lora-kitchen"
+    with pytest.raises(AdapterError, match="peft adapter"):
+        open_adapter(tmp_path)
+    ids = torch.tensor([[1, 2, 3, 4]])
+
+    def logits():
+        with torch.no_grad():
+            return backend._model.model.language_model(input_ids=ids).last_hidden_state
+
+    plain = logits()
+    memorizer = Memorizer(backend)
+    memorizer.set_adapter(adapter)
+    assert not torch.allclose(plain, logits())
+    assert memorizer.memorize(_clip(5)).adapter_version == "lora-kitchen"
+    memorizer.set_adapter(None)
+    assert torch.allclose(plain, logits(), atol=1e-6) and memorizer.memorize(_clip(6)).adapter_version == ""
+    steering = SteeringAdapter(torch.ones(plain.shape[-1]), AdapterInfo("0004-x", "m", 0))
+    memorizer.set_adapter(steering)  # from LoRA-free to steering: only the vector acts
+    assert memorizer.memorize(_clip(7)).adapter_version == steering.version
+    memorizer.set_adapter(None)

@@ -194,6 +194,7 @@ class TransformersBackend:
         self._allowed_ids = None  # a tensor of token ids when the checkpoint restricts decoding
         self._adapter = None  # the attached SteeringAdapter, if any
         self._steering = None  # its hook on the model
+        self._lora_loaded: set[str] = set()  # peft adapters loaded into the model, by version
 
     @property
     def loaded(self) -> bool:
@@ -255,16 +256,31 @@ class TransformersBackend:
         return self._adapter.version if self._adapter is not None else ""
 
     def set_adapter(self, adapter) -> float:
-        """Steer the loaded model with `adapter` (a SteeringAdapter; None = the base policy) from the next
-        request on; waits for a running request, never interrupts it. Returns the seconds generation was held
-        (the hot-swap pause). AdapterError when the adapter does not fit this model."""
-        from taskmem_nodes.models.steering import attach_adapter
+        """Run the loaded model with `adapter` from the next request on: a SteeringAdapter, a peft LoraAdapter,
+        or None for the base policy. Waits for a running request, never interrupts it. Returns the seconds
+        generation was held (the hot-swap pause). AdapterError when the adapter does not fit this model."""
+        from taskmem_nodes.models.lora import LoraAdapter
+        from taskmem_nodes.models.steering import AdapterError, attach_adapter
 
         with self._lock:
             started = time.perf_counter()
             if self._model is None:
                 raise BackendError("backend is not loaded; call load() first")
-            hook = attach_adapter(self._model, adapter, self._device) if adapter is not None else None
+            model = self._model
+            hook = None
+            if isinstance(adapter, LoraAdapter):
+                try:
+                    if adapter.version not in self._lora_loaded:
+                        model.load_adapter(str(adapter.path), adapter_name=adapter.version)
+                        self._lora_loaded.add(adapter.version)
+                    model.set_adapter(adapter.version)
+                    model.enable_adapters()
+                except (ValueError, OSError, RuntimeError, KeyError) as err:
+                    raise AdapterError(f"cannot load LoRA adapter {adapter.path}: {err}") from None
+            else:
+                hook = attach_adapter(model, adapter, self._device) if adapter is not None else None
+                if self._lora_loaded:
+                    model.disable_adapters()
             if self._steering is not None:
                 self._steering.detach()
             self._steering, self._adapter = hook, adapter
@@ -276,6 +292,7 @@ class TransformersBackend:
 
         with self._lock:
             self._steering = self._adapter = None
+            self._lora_loaded = set()
             on_cuda = self._device is not None and self._device.type == "cuda"
             self._model = self._processor = self._device = self._allowed_ids = None
             gc.collect()

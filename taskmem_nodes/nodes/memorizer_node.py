@@ -22,7 +22,8 @@ from taskmem_interfaces.msg import Memory as MemoryMsg
 from taskmem_interfaces.msg import RejectedMemory as RejectedMsg
 
 from taskmem_nodes.memorizer import BACKEND_PARAMETERS, Memorizer, backend_settings, load_backend
-from taskmem_nodes.models.steering import AdapterError, SteeringAdapter
+from taskmem_nodes.models.lora import open_adapter
+from taskmem_nodes.models.steering import AdapterError
 from taskmem_nodes.nodes.conversions import memory_to_msg, msg_to_clip, rejected_to_msg
 from taskmem_nodes.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
@@ -143,10 +144,10 @@ class MemorizerNode(LifecycleNode):
         self.pending_adapter = None
         memorizer = self.memorizer
         try:
-            adapter = SteeringAdapter.load(msg.path) if msg.version else None
+            adapter = open_adapter(msg.path) if msg.version else None
             base = memorizer.backend.model_version
-            if adapter is not None and adapter.info.base_model_version not in ("", base):
-                raise AdapterError(f"it was trained for model {adapter.info.base_model_version}, this is {base}")
+            if msg.base_model_version not in ("", base):
+                raise AdapterError(f"it was trained for model {msg.base_model_version}, this is {base}")
             pause = memorizer.set_adapter(adapter)
         except (AdapterError, ValueError, OSError) as err:
             self.counts["bad_adapters"] += 1
