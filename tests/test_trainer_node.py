@@ -1,6 +1,7 @@
-"""The trainer as a real lifecycle node process next to a real memorizer: TrainAdapter runs Phase Two on a
-tiny deployment (with feedback; a goal can be cancelled), a released adapter is announced and hot-swapped
-into the running memorizer, memories carry its version, and set_adapter rolls back."""
+"""The trainer as a real lifecycle node process next to a real memorizer: idle and with a task type due, it
+runs Phase Two on a tiny deployment by itself; TrainAdapter runs it by hand (with feedback; a goal can be
+cancelled); a released adapter is announced and hot-swapped into the running memorizer, memories carry its
+version, and set_adapter rolls back."""
 
 import re
 
@@ -65,7 +66,8 @@ def test_train_release_hot_swap_and_roll_back(tmp_path, domain_id, ros_context):
     runner = GraphRunner(subgraph("trainer", "memorizer", "store"), domain_id=domain_id, log_dir=tmp_path / "logs",
                          overrides={
         "trainer": {"store_path": str(deployment / "store.db"), "data_dir": str(tmp_path / "phase_two"),
-                    "clip_archive_dir": str(deployment / "clips"), "recipe": str(recipe), "auto_train": False},
+                    "clip_archive_dir": str(deployment / "clips"), "recipe": str(recipe), "auto_train": True,
+                    "idle_after_seconds": 2.0, "check_period_seconds": 1.0, "thresholds": [2], "then_every": 1000},
         "memorizer": {"model_path": str(warm), "max_thinking_tokens": 16, "max_description_tokens": 16,
                       "queue_size": 10},
         "store": {"database_path": str(live_db)},
@@ -95,7 +97,11 @@ def test_train_release_hot_swap_and_roll_back(tmp_path, domain_id, ros_context):
 
     with runner:
         spin_until(executor, lambda: train.server_is_ready() and set_adapter.service_is_ready(), 120, "the trainer")
-        spin_until(executor, lambda: memorizer_adapter() == "none", 180, "the memorizer to load and report")
+        spin_until(executor, lambda: memorizer_adapter() not in (None, "none"), 600,
+                   "the trainer to train by itself when idle, and the memorizer to swap its adapter in")
+        scheduled = memorizer_adapter()
+        assert re.fullmatch(r"\d{4}-count", scheduled), scheduled
+        assert "idle and due for count" in runner.log("trainer")
 
         cancelled, _ = run_goal(cancel=True)
         assert cancelled.status == 5 and not cancelled.result.released  # GoalStatus.STATUS_CANCELED
@@ -104,6 +110,7 @@ def test_train_release_hot_swap_and_roll_back(tmp_path, domain_id, ros_context):
         assert done.status == 4, runner.log("trainer")  # GoalStatus.STATUS_SUCCEEDED
         result = done.result
         assert result.released and re.fullmatch(r"\d{4}-count", result.version), result.message
+        assert result.version != scheduled
         assert feedback and {f.feedback.stage for f in feedback} & {"judging candidates", "DPO steps"}
         spin_until(executor, lambda: memorizer_adapter() == result.version, 30, "the memorizer to hot-swap")
 

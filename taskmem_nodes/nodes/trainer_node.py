@@ -174,6 +174,7 @@ class TrainerNode(LifecycleNode):
             self._finish_job(job)
         if not self._active or not self._param("auto_train") or self.job is not None:
             return
+        self.idle.idle_after = self._param("idle_after_seconds")
         if not self.idle.idle(time.monotonic()):
             return
         try:
