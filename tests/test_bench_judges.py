@@ -127,3 +127,19 @@ def test_make_judge():
     for bad in ("openai:127.0.0.1#m", "openai:http://x", "llm"):
         with pytest.raises(ValueError):
             make_judge(bad)
+
+
+def test_openai_task_judge_compares_memories_and_refuses_other_replies(endpoint):
+    from taskmem_nodes.train.task_judge import ClipRef, make_task_judge
+
+    judge = make_task_judge(f"openai:{endpoint}#judge-model")
+    Endpoint.script = [(200, "A"), (200, "b."), (200, "Tie"), (200, "memory A is better")]
+    clip = ClipRef("s", 3)
+    args = ("location", ["Where was the red mug last seen?"], "1 red mug on the kitchen table.", "in the hall.")
+    assert [judge.prefer(clip, *args) for _ in range(3)] == ["first", "second", "tie"]
+    with pytest.raises(JudgeError, match="not A, B or tie"):
+        judge.prefer(clip, *args)
+    prompt = Endpoint.seen[0][2]["messages"][-1]["content"]
+    assert "Where was the red mug" in prompt and "Memory A: 1 red mug" in prompt and "Memory B: in the hall." in prompt
+    with pytest.raises(ValueError, match="openai:<http"):
+        make_task_judge("openai:ftp://x#m")

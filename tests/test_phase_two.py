@@ -4,17 +4,13 @@ preferences are judged against the logged tasks, a steering vector is tuned by D
 import json
 
 import pytest
+from phase_two_util import tiny_deployment
 
-from taskmem_nodes.memorizer import load_backend
 from taskmem_nodes.models.steering import SteeringAdapter
-from taskmem_nodes.sim.tasks import TaskConfig
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.deployment import Deployment, record_simulated_deployment
+from taskmem_nodes.train.deployment import Deployment
 from taskmem_nodes.train.phase_two import PhaseTwoConfig, run_phase_two
 from taskmem_nodes.train.task_judge import ClipRef, GroundTruthTaskJudge
-from taskmem_nodes.train.warm_start import WarmStartConfig, train_warm_start
-
-TINY_WORLD = {"duration_s": 60.0, "cell_px": 16}
 
 
 def test_ground_truth_judge_prefers_facts_that_answer_the_task_type():
@@ -35,23 +31,16 @@ def test_ground_truth_judge_prefers_facts_that_answer_the_task_type():
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     root = tmp_path_factory.mktemp("phase-two")
-    warm = train_warm_start(WarmStartConfig(out_dir=str(root / "warm"), text_hidden=64, layers=2, heads=2,
-                                            vision_depth=1, vision_hidden=32, batch_size=1, steps=2, warmup_steps=1,
-                                            world=TINY_WORLD))
-    backend = load_backend("transformers", model_path=str(warm), device="cpu", max_thinking_tokens=24,
-                           max_description_tokens=24, enforce_format=True)
-    backend.load()
-    tasks = TaskConfig(per_minute=40.0, mix={"location": 1.0, "count": 1.0}, min_delay_s=10.0)
-    counts = record_simulated_deployment(root / "deployment", backend, WorldConfig(**TINY_WORLD), tasks,
-                                         seeds=[3], streams=1)
-    return root, warm, counts
+    warm, folder, counts = tiny_deployment(root, {"location": 1.0, "count": 1.0})
+    return folder, warm, counts
 
 
 @pytest.mark.timeout(900)
 def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
-    root, warm, counts = deployment
+    folder, warm, counts = deployment
+    root = folder.parent
     assert counts["clips"] == 6 and counts["tasks"] > 0
-    loaded = Deployment.load(root / "deployment")
+    loaded = Deployment.load(folder)
     assert len(loaded.tasks) == counts["tasks"] and set(loaded.worlds()) == set(loaded.streams)
     assert {t.task_type for t in loaded.tasks} <= {"location", "count"}
     config = PhaseTwoConfig(out_dir=str(root / "out"), policy=str(warm), rollouts=3, max_new_tokens=48, min_tasks=1,

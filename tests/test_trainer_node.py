@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
+from phase_two_util import tiny_deployment
 from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -18,17 +19,10 @@ from taskmem_interfaces.msg import Clip as ClipMsg
 from taskmem_interfaces.srv import SetAdapter
 
 from taskmem_nodes.clips import Clip, Frame
-from taskmem_nodes.memorizer import load_backend
 from taskmem_nodes.nodes.conversions import clip_to_msg
 from taskmem_nodes.nodes.qos import CLIP_QOS
 from taskmem_nodes.runner import GraphRunner
-from taskmem_nodes.sim.tasks import TaskConfig
-from taskmem_nodes.sim.world import WorldConfig
 from taskmem_nodes.store import MemoryStore
-from taskmem_nodes.train.deployment import record_simulated_deployment
-from taskmem_nodes.train.warm_start import WarmStartConfig, train_warm_start
-
-TINY_WORLD = {"duration_s": 60.0, "cell_px": 16}
 
 
 def clip_msg(index: int) -> ClipMsg:
@@ -50,15 +44,7 @@ def memories(db):
 
 @pytest.mark.timeout(1200)
 def test_train_release_hot_swap_and_roll_back(tmp_path, domain_id, ros_context):
-    warm = train_warm_start(WarmStartConfig(out_dir=str(tmp_path / "warm"), text_hidden=64, layers=2, heads=2,
-                                            vision_depth=1, vision_hidden=32, batch_size=1, steps=2, warmup_steps=1,
-                                            world=TINY_WORLD))
-    backend = load_backend("transformers", model_path=str(warm), device="cpu", max_thinking_tokens=16,
-                           max_description_tokens=16, enforce_format=True)
-    backend.load()
-    deployment = tmp_path / "deployment"
-    record_simulated_deployment(deployment, backend, WorldConfig(**TINY_WORLD),
-                                TaskConfig(per_minute=40.0, mix={"count": 1.0}, min_delay_s=10.0), seeds=[3], streams=1)
+    warm, deployment, _ = tiny_deployment(tmp_path, {"count": 1.0})
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"policy": str(warm), "rollouts": 3, "min_tasks": 1, "max_length_gap": 1000,
                                       "validation_every": 3, "min_win_rate": 0.0, "dpo": {"steps": 2, "lr": 0.05}}))

@@ -135,13 +135,18 @@ class OpenAIJudge(ChatEndpoint):
         raise JudgeError(f"judge replied {content[:80]!r}, not yes or no")
 
 
+def endpoint_spec(spec: str) -> tuple[str, str]:
+    """'openai:<base_url>#<model>' -> (base_url, model); ValueError naming the expected form."""
+    url, _, model = spec.removeprefix("openai:").partition("#")
+    if not spec.startswith("openai:") or not url.startswith(("http://", "https://")) or not model:
+        raise ValueError(f"{spec!r}: write openai:<http(s) base url>#<model name>")
+    return url, model
+
+
 def make_judge(spec: str) -> Judge:
     """'normalized' (or 'exact'), or 'openai:<base_url>#<model>'."""
     if spec in ("normalized", "exact"):
         return NormalizedMatchJudge()
     if spec.startswith("openai:"):
-        url, _, model = spec.removeprefix("openai:").partition("#")
-        if not url.startswith(("http://", "https://")) or not model:
-            raise ValueError(f"judge {spec!r}: write openai:<http(s) base url>#<model name>")
-        return OpenAIJudge(url, model)
+        return OpenAIJudge(*endpoint_spec(spec))
     raise ValueError(f"unknown judge {spec!r}; use normalized or openai:<base_url>#<model>")

@@ -76,8 +76,8 @@ def train_steering_vector(policy: RestrictedPolicy, examples: Sequence[DpoExampl
                 margin = settings.beta * (chosen - rejected)
                 loss = -torch.nn.functional.logsigmoid(margin) / len(examples)
                 loss.backward()  # one example's graph at a time
-                losses.append(float(loss) * len(examples))
-                margins.append(float(margin))
+                losses.append(float(loss.detach()) * len(examples))
+                margins.append(float(margin.detach()))
             optimizer.step()
             entry = {"step": step, "loss": sum(losses) / len(losses),
                      "accuracy": sum(m > 0 for m in margins) / len(margins),

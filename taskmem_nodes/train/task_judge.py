@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from taskmem_nodes.bench.judges import ChatEndpoint, JudgeError
+from taskmem_nodes.bench.judges import ChatEndpoint, JudgeError, endpoint_spec
 from taskmem_nodes.sim.tasks import answers_task_type
 from taskmem_nodes.sim.world import World
 from taskmem_nodes.train.fact_judge import statements
@@ -99,8 +99,5 @@ def make_task_judge(spec: str, worlds: dict[str, World] | None = None) -> TaskJu
     if spec == "ground-truth":
         return GroundTruthTaskJudge(worlds or {})
     if spec.startswith("openai:"):
-        url, _, model = spec.removeprefix("openai:").partition("#")
-        if not url.startswith(("http://", "https://")) or not model:
-            raise ValueError(f"task judge {spec!r}: write openai:<http(s) base url>#<model name>")
-        return OpenAITaskJudge(url, model)
+        return OpenAITaskJudge(*endpoint_spec(spec))
     raise ValueError(f"unknown task judge {spec!r}; use ground-truth or openai:<base_url>#<model>")
