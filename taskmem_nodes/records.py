@@ -22,6 +22,9 @@ class MemoryRecord:
     adapter_version: str = ""
     generation_seconds: float = 0.0
     created_at: float = field(default_factory=time.time)
+    frame_id: str = ""  # the frame `pose` is given in ("" = no pose)
+    pose: tuple[float, ...] | None = None  # (x, y, z, qx, qy, qz, qw) of the robot when the clip was seen
+    kind: str = "clip"  # clip: one clip's memory; merged: near-duplicates merged; summary: old memories consolidated
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,581 @@
+"""The memory store: one SQLite file (sqlite-utils, WAL) holding memories, clips, rejected outputs, tasks,
+answers, adapters, provenance and the vector index.
+
+Only the store node writes; any number of processes may read. Every write is one `BEGIN IMMEDIATE`
+transaction committed with `synchronous=FULL`, so a memory acknowledged here survives a killed process.
+Memories are searchable by text the moment they are written; their embeddings are added later, in
+batches, by whoever holds an embedder (`pending_embeddings` / `store_embeddings`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from taskmem_nodes.policy import MAX_DESCRIPTION_CHARS, MAX_RAW_OUTPUT_CHARS
+from taskmem_nodes.records import MemoryRecord, RejectedRecord, TaskLogRecord
+from taskmem_nodes.store.recall import MODES, SYNTAXES, RecallQuery, RecallResult, reciprocal_rank_fusion
+from taskmem_nodes.store.schema import MIGRATIONS, SCHEMA_VERSION, create_latest
+from taskmem_nodes.store.text import MAX_ID_CHARS, MAX_QUERY_CHARS, StoreError, clean_text, query_terms
+from taskmem_nodes.store.vectors import EXACT_LIMIT, VectorIndex
+
+KINDS = ("clip", "merged", "summary")
+MAX_SUMMARY_CHARS = 4 * MAX_DESCRIPTION_CHARS
+COMMON_TERM_SHARE = 0.2
+"""A query term found in more than this share of memories is dropped (it barely ranks), unless all are."""
+MAX_SCORED_POSTINGS = 100_000
+"""Above this many postings an OR query is narrowed to an AND of its terms (BM25 cost grows with matches)."""
+CANDIDATES_PER_LIST = 4
+"""Each ranked list of a hybrid recall contributes this many times k candidates to the fusion."""
+
+_MEMORY_COLUMNS = ("memory_id", "clip_id", "start_time", "end_time", "text", "entity_ids", "raw_output",
+                   "model_version", "adapter_version", "generation_seconds", "created_at", "frame_id", "pose", "kind")
+
+
+def _connect(path: Path, readonly: bool):
+    uri = f"file:{path}?mode=ro" if readonly else str(path)
+    return sqlite_utils.db.sqlite3.connect(uri, uri=readonly, check_same_thread=False, isolation_level=None)
+
+
+def _load_sqlite_vec(conn) -> str:
+    """Load sqlite-vec into the connection; the reason when it cannot be (vector recall is then off)."""
+    try:
+        import sqlite_vec
+
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        conn.enable_load_extension(False)
+        return ""
+    except (ImportError, AttributeError, sqlite_utils.db.sqlite3.OperationalError) as err:
+        return f"sqlite-vec unavailable ({err}); recall is text-only"
+
+
+class MemoryStore:
+    """Memories, clips, rejected outputs, tasks, answers and their vectors in one SQLite file."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, vector_probes: int | None = None):
+        self.path = Path(path).expanduser()
+        self.readonly = readonly
+        if readonly and not self.path.exists():
+            raise StoreError(f"no memory database at {self.path}")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path, readonly)
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        self.vector_problem = _load_sqlite_vec(conn)
+        if not readonly:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        if not readonly:
+            self._migrate()
+        elif self.schema_version() != SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {self.schema_version()}; open it once for writing "
+                             f"(e.g. start the store node) to migrate it to {SCHEMA_VERSION}")
+        self.vectors = VectorIndex(conn, self.write, **({"probes": vector_probes} if vector_probes else {}))
+        self._stems_ready = False
+        self._count, self._counted_at = 1, -1e9
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    @contextmanager
+    def write(self):
+        """One write transaction (the connection's lock held throughout)."""
+        if self.readonly:
+            raise StoreError(f"{self.path} is open read-only")
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence | dict = ()) -> list[tuple]:
+        with self._lock:
+            return self.db.execute(sql, params).fetchall()
+
+    # --- schema ---
+    def schema_version(self) -> int:
+        return self._read("PRAGMA user_version")[0][0]
+
+    def _migrate(self) -> None:
+        with self.write():
+            version = self.schema_version()
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has schema version {version}; this TaskMem knows up to "
+                                 f"{SCHEMA_VERSION}")
+            if version == 0:
+                create_latest(self.db.execute)
+            while 0 < version < SCHEMA_VERSION:
+                MIGRATIONS[version](self.db.execute)
+                version += 1
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # --- writes ---
+    def add_memory(self, memory: MemoryRecord) -> bool:
+        """Insert a memory; False when its id is already stored (re-delivery is harmless)."""
+        return self.add_memories([memory])[0]
+
+    def add_memories(self, memories: Sequence[MemoryRecord]) -> list[bool]:
+        """Insert a batch of memories in one transaction (all or none); per memory, False when already stored."""
+        rows = [self._memory_row(m) for m in memories]
+        with self.write():
+            return [self._insert_memory(row) for row in rows]
+
+    def _memory_row(self, memory: MemoryRecord, max_chars: int = MAX_DESCRIPTION_CHARS) -> dict:
+        clean_text("memory_id", memory.memory_id, MAX_ID_CHARS)
+        clean_text("clip_id", memory.clip_id, MAX_ID_CHARS)
+        text = clean_text("text", memory.text, max_chars).strip()
+        if not text:
+            raise StoreError("memory text is empty")
+        if not memory.memory_id:
+            raise StoreError("memory_id is empty")
+        if memory.end < memory.start:
+            raise StoreError(f"memory ends ({memory.end}) before it starts ({memory.start})")
+        if memory.kind not in KINDS:
+            raise StoreError(f"memory kind {memory.kind!r} is not one of {', '.join(KINDS)}")
+        if memory.pose is not None and (len(memory.pose) != 7 or not all(np.isfinite(memory.pose))):
+            raise StoreError("pose must be 7 finite numbers (x, y, z, qx, qy, qz, qw)")
+        entities = [clean_text("entity id", e, MAX_ID_CHARS) for e in memory.entity_ids]
+        return {
+            "memory_id": memory.memory_id, "clip_id": memory.clip_id, "start_time": memory.start,
+            "end_time": memory.end, "text": text, "entity_ids": json.dumps(entities),
+            "raw_output": memory.raw_output.replace("\x00", "")[:MAX_RAW_OUTPUT_CHARS],
+            "model_version": clean_text("model_version", memory.model_version, MAX_ID_CHARS),
+            "adapter_version": clean_text("adapter_version", memory.adapter_version, MAX_ID_CHARS),
+            "generation_seconds": memory.generation_seconds, "created_at": memory.created_at,
+            "frame_id": clean_text("frame_id", memory.frame_id, MAX_ID_CHARS),
+            "pose": None if memory.pose is None else json.dumps([float(x) for x in memory.pose]),
+            "kind": memory.kind,
+        }
+
+    def _insert_memory(self, row: dict) -> bool:
+        """Insert one validated row, its entities and its clip; the caller holds the write transaction."""
+        cursor = self.db.execute(
+            f"INSERT OR IGNORE INTO memories ({', '.join(_MEMORY_COLUMNS)}) "
+            f"VALUES ({', '.join(':' + c for c in _MEMORY_COLUMNS)})", row)
+        if cursor.rowcount != 1:
+            return False
+        self.db.conn.executemany("INSERT OR IGNORE INTO memory_entities (entity_id, memory_id) VALUES (?, ?)",
+                                 [(e, row["memory_id"]) for e in json.loads(row["entity_ids"])])
+        if row["kind"] == "clip":
+            self.db.execute("INSERT OR IGNORE INTO clips (clip_id, start_time, end_time, frame_id) VALUES (?, ?, ?, ?)",
+                            (row["clip_id"], row["start_time"], row["end_time"], row["frame_id"]))
+        return True
+
+    def replace_memories(self, replacement: MemoryRecord, replaced_ids: Sequence[str]) -> None:
+        """Write `replacement` (a merge or summary) in place of `replaced_ids`, recording provenance. A
+        replaced memory that a logged answer cites is kept (marked `replaced_by`); the others are deleted."""
+        row = self._memory_row(replacement, MAX_SUMMARY_CHARS)
+        with self.write():
+            if not self._insert_memory(row):
+                raise StoreError(f"memory {replacement.memory_id!r} already exists")
+            ids_json = json.dumps(list(replaced_ids))
+            self.db.execute(
+                "INSERT OR IGNORE INTO provenance (summary_id, replaced_id, replaced_clip_id, replaced_start, "
+                "replaced_end) SELECT ?, memory_id, clip_id, start_time, end_time FROM memories "
+                "WHERE memory_id IN (SELECT value FROM json_each(?))", (replacement.memory_id, ids_json))
+            rowids = [r[0] for r in self.db.execute(
+                "SELECT id FROM memories WHERE memory_id IN (SELECT value FROM json_each(?))", (ids_json,))]
+            self.vectors.delete(rowids)
+            self.db.execute(
+                "UPDATE memories SET replaced_by = ? WHERE memory_id IN (SELECT value FROM json_each(?)) "
+                "AND memory_id IN (SELECT memory_id FROM answer_memories)", (replacement.memory_id, ids_json))
+            self.db.execute(
+                "DELETE FROM memory_entities WHERE memory_id IN (SELECT value FROM json_each(?)) "
+                "AND memory_id NOT IN (SELECT memory_id FROM answer_memories)", (ids_json,))
+            self.db.execute(
+                "DELETE FROM memories WHERE memory_id IN (SELECT value FROM json_each(?)) "
+                "AND memory_id NOT IN (SELECT memory_id FROM answer_memories)", (ids_json,))
+
+    def add_rejected(self, attempt: RejectedRecord) -> bool:
+        """Keep a rejected model output for audit; False when already stored."""
+        clean_text("attempt_id", attempt.attempt_id, MAX_ID_CHARS)
+        clean_text("clip_id", attempt.clip_id, MAX_ID_CHARS)
+        row = asdict(attempt)
+        row["start_time"], row["end_time"] = row.pop("start"), row.pop("end")
+        row["raw_output"] = attempt.raw_output.replace("\x00", "")[:MAX_RAW_OUTPUT_CHARS]
+        row["reason"] = attempt.reason.replace("\x00", "")[:1000]
+        columns = ", ".join(row)
+        with self.write():
+            cursor = self.db.execute(
+                f"INSERT OR IGNORE INTO rejected ({columns}) VALUES ({', '.join(':' + c for c in row)})", row)
+        return cursor.rowcount == 1
+
+    def log_task(self, task: TaskLogRecord) -> None:
+        """Record a task, its answer and the memories the answer cites (replacing an earlier record of the id)."""
+        clean_text("task_id", task.task_id, MAX_ID_CHARS)
+        question = clean_text("question", task.question, MAX_QUERY_CHARS)
+        options = [clean_text("option", o, MAX_QUERY_CHARS) for o in task.options]
+        answer = clean_text("answer", task.answer, MAX_QUERY_CHARS)
+        cited = [clean_text("memory id", m, MAX_ID_CHARS) for m in task.memory_ids]
+        with self.write():
+            self.db.execute("INSERT OR REPLACE INTO tasks (task_id, question, task_type, options, asked_at) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (task.task_id, question, task.task_type, json.dumps(options), task.asked_at))
+            self.db.execute("INSERT OR REPLACE INTO answers (task_id, answered, answer, option_index, answerer) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (task.task_id, int(task.answered), answer, task.option_index, task.answerer))
+            self.db.execute("DELETE FROM answer_memories WHERE task_id = ?", (task.task_id,))
+            self.db.conn.executemany("INSERT OR IGNORE INTO answer_memories (memory_id, task_id) VALUES (?, ?)",
+                                     [(m, task.task_id) for m in cited])
+
+    def add_adapter(self, version: str, path: str, base_model_version: str, task_types: Sequence[str],
+                    released_at: float | None = None) -> None:
+        """Record a released steering adapter (replacing an earlier record of the same version)."""
+        row = (clean_text("adapter version", version, MAX_ID_CHARS), clean_text("adapter path", path, 4096),
+               clean_text("base model version", base_model_version, MAX_ID_CHARS),
+               json.dumps([clean_text("task type", t, MAX_ID_CHARS) for t in task_types]),
+               time.time() if released_at is None else released_at)
+        with self.write():
+            self.db.execute("INSERT OR REPLACE INTO adapters (adapter_version, path, base_model_version, task_types, "
+                            "released_at) VALUES (?, ?, ?, ?, ?)", row)
+
+    # --- embeddings ---
+    def pending_embeddings(self, limit: int = 64) -> list[tuple[int, str]]:
+        """(row id, text) of memories written but not embedded yet, oldest first."""
+        return self._read("SELECT id, text FROM memories WHERE embedded = 0 AND replaced_by IS NULL "
+                          "ORDER BY id LIMIT ?", (limit,))
+
+    def store_embeddings(self, rowids: Sequence[int], vectors: np.ndarray, model: str) -> int:
+        """Store embeddings of memories by row id (those deleted meanwhile are skipped); returns how many.
+        All vectors in one store come from one model: another model's are refused."""
+        with self.write():
+            stored = self._read("SELECT value FROM store_meta WHERE key = 'embedding_model'")
+            if stored and stored[0][0] != model:
+                raise StoreError(f"this store's vectors come from {stored[0][0]!r}, not {model!r}; "
+                                 "re-embed with `taskmem memories embed --reset`")
+            if not stored:
+                self.db.execute("INSERT INTO store_meta (key, value) VALUES ('embedding_model', ?)", (model,))
+            by_id = dict(zip((int(r) for r in rowids), np.asarray(vectors, dtype=np.float32)))
+            rows = self.db.execute(
+                "SELECT id, start_time, end_time FROM memories WHERE id IN (SELECT value FROM json_each(?)) "
+                "AND replaced_by IS NULL", (json.dumps(list(by_id)),)).fetchall()
+            if rows:
+                self.vectors.add(rows, np.stack([by_id[r[0]] for r in rows]))
+                self.db.execute("UPDATE memories SET embedded = 1 WHERE id IN (SELECT value FROM json_each(?))",
+                                (json.dumps([r[0] for r in rows]),))
+        return len(rows)
+
+    def reset_embeddings(self) -> None:
+        """Forget every vector and the lists (before re-embedding with another model)."""
+        with self.write():
+            for sql in ("DELETE FROM memory_vectors", "DELETE FROM vector_lists", "UPDATE memories SET embedded = 0",
+                        "DELETE FROM store_meta WHERE key IN ('embedding_model', 'vector_lists_trained_rows')"):
+                self.db.execute(sql)
+        self.vectors.reload()
+
+    def embedding_model(self) -> str:
+        rows = self._read("SELECT value FROM store_meta WHERE key = 'embedding_model'")
+        return rows[0][0] if rows else ""
+
+    # --- recall ---
+    def recall(self, query: str, *, k: int = 8, start: float | None = None, end: float | None = None,
+               embed: Callable[[str], np.ndarray] | None = None, **options) -> list[tuple[MemoryRecord, float]]:
+        """Best (memory, score) for free text, best first; see `search` and `RecallQuery` for the options."""
+        return self.search(RecallQuery(text=query, k=k, start=start, end=end, **options), embed=embed).hits
+
+    def search(self, query: RecallQuery, *, embed: Callable[[str], np.ndarray] | None = None) -> RecallResult:
+        """Hybrid recall: BM25 over the text and cosine over the embeddings (if `embed` is given), fused by
+        reciprocal rank, plus closeness to `query.around`; filters apply to every list. Memories not embedded
+        yet are found by their text alone. With neither text nor `around`: the most recent memories."""
+        self._check_query(query)
+        result = RecallResult()
+        where, params = self._filter_sql(query)
+        rankings: list[list[int]] = []
+        candidates = query.k * CANDIDATES_PER_LIST if query.mode == "hybrid" else query.k
+        scores: dict[int, float] = {}
+        has_text = query.text.strip() and (query.syntax == "fts" or query_terms(query.text))
+        if has_text and query.mode in ("hybrid", "text"):
+            ranked = self._text_ranking(query, where, params, candidates, result.notes)
+            rankings.append([rowid for rowid, _ in ranked])
+            scores.update(ranked if query.mode == "text" else {})
+        if has_text and query.mode in ("hybrid", "vector"):
+            ranked = self._vector_ranking(query, embed, candidates, result.notes)
+            if ranked is not None:
+                rankings.append([rowid for rowid, _ in ranked])
+                scores.update(ranked if query.mode == "vector" else {})
+        if query.around is not None:
+            ranked = self._read(f"SELECT m.id FROM memories m WHERE {where} "
+                                "ORDER BY abs((m.start_time + m.end_time) / 2 - ?) LIMIT ?",
+                                [*params, query.around, candidates])
+            rankings.append([r[0] for r in ranked])
+        if not rankings:
+            if has_text:
+                return result  # vector-only recall without vectors: the note says why
+            ranked = self._read(f"SELECT m.id FROM memories m WHERE {where} ORDER BY m.start_time DESC LIMIT ?",
+                                [*params, query.k])
+            fused = [(r[0], 0.0) for r in ranked]
+        elif len(rankings) == 1 and scores:
+            fused = [(rowid, scores[rowid]) for rowid in rankings[0][:query.k]]
+        else:
+            fused = reciprocal_rank_fusion(rankings, query.k)
+        memories = self._memories_by_rowid([rowid for rowid, _ in fused])
+        result.hits = [(memories[rowid], score) for rowid, score in fused if rowid in memories]
+        return result
+
+    @staticmethod
+    def _check_query(query: RecallQuery) -> None:
+        clean_text("query", query.text, MAX_QUERY_CHARS)
+        if query.k <= 0:
+            raise StoreError("k must be positive")
+        if query.mode not in MODES:
+            raise StoreError(f"recall mode {query.mode!r} is not one of {', '.join(MODES)}")
+        if query.syntax not in SYNTAXES:
+            raise StoreError(f"query syntax {query.syntax!r} is not one of {', '.join(SYNTAXES)}")
+        if query.around is not None and not query.around_seconds > 0:
+            raise StoreError("around_seconds must be positive")
+        for entity in query.entity_ids:
+            clean_text("entity id", entity, MAX_ID_CHARS)
+
+    @staticmethod
+    def _filter_sql(query: RecallQuery, alias: str = "m") -> tuple[str, list]:
+        """SQL over the memories alias `alias` for the query's filters, and its parameters."""
+        clauses, params = ["1"], []
+        start, end = query.window()
+        if start is not None:
+            clauses.append(f"{alias}.end_time >= ?")
+            params.append(start)
+        if end is not None:
+            clauses.append(f"{alias}.start_time <= ?")
+            params.append(end)
+        if query.entity_ids:
+            clauses.append(f"{alias}.memory_id IN (SELECT memory_id FROM memory_entities WHERE entity_id IN "
+                           f"(SELECT value FROM json_each(?)))")
+            params.append(json.dumps(list(query.entity_ids)))
+        if query.task_type:
+            clauses.append(f"{alias}.adapter_version IN (SELECT a.adapter_version FROM adapters a, "
+                           "json_each(a.task_types) t WHERE t.value = ?)")
+            params.append(query.task_type)
+        if not query.include_replaced:
+            clauses.append(f"{alias}.replaced_by IS NULL")
+        return " AND ".join(clauses), params
+
+    def _text_ranking(self, query: RecallQuery, where: str, params: list, limit: int,
+                      notes: list[str]) -> list[tuple[int, float]]:
+        if query.syntax == "fts":
+            match = query.text
+        else:
+            terms, frequency = self._useful_terms(query_terms(query.text), notes)
+            match = " OR ".join(f'"{t}"' for t in terms)
+            if sum(frequency.get(t, 0) for t in terms) > MAX_SCORED_POSTINGS and len(terms) > 1:
+                notes.append(f"common terms: matched all of {terms} instead of any")
+                match = " AND ".join(f'"{t}"' for t in terms)
+        sql = ("SELECT m.id, -bm25(memories_fts) AS score FROM memories_fts "
+               f"JOIN memories m ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? AND {where} "
+               "ORDER BY score DESC, m.start_time DESC LIMIT ?")
+        try:
+            return [(r[0], float(r[1])) for r in self._read(sql, [match, *params, limit])]
+        except sqlite_utils.db.sqlite3.OperationalError as err:
+            if query.syntax == "fts" and ("fts5" in str(err) or "syntax" in str(err) or "no such column" in str(err)):
+                raise StoreError(f"full-text query {query.text[:200]!r} is not valid FTS5 syntax ({err}); "
+                                 "quote phrases, or search with plain words") from None
+            raise
+
+    def _approximate_count(self) -> int:
+        """Memories in the store, recounted at most every few seconds (a count reads a whole index)."""
+        now = time.monotonic()
+        if now - self._counted_at > 5.0:
+            self._count = max(1, self._read("SELECT count(*) FROM memories")[0][0])
+            self._counted_at = now
+        return self._count
+
+    def _stems(self, terms: list[str]) -> dict[str, str]:
+        """The index form (Porter stem) of each term, by the same tokenizer in a scratch in-memory table."""
+        with self._lock:
+            if not self._stems_ready:
+                self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_stems USING "
+                                "fts5(text, tokenize='porter unicode61')")
+                self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_stems_vocab USING "
+                                "fts5vocab(temp, query_stems, 'instance')")
+                self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_vocab USING "
+                                "fts5vocab(main, memories_fts, 'row')")
+                self._stems_ready = True
+            self.db.execute("DELETE FROM temp.query_stems")
+            self.db.conn.executemany("INSERT INTO temp.query_stems (rowid, text) VALUES (?, ?)",
+                                     list(enumerate(terms, start=1)))
+            rows = self.db.execute("SELECT doc, term FROM temp.query_stems_vocab").fetchall()
+        stems = dict(rows)
+        return {t: stems.get(i, t) for i, t in enumerate(terms, start=1)}
+
+    def _document_frequencies(self, terms: list[str]) -> dict[str, int]:
+        stems = self._stems(terms)
+        rows = self._read("SELECT term, doc FROM temp.memories_vocab WHERE term IN (SELECT value FROM json_each(?))",
+                          (json.dumps(list(set(stems.values()))),))
+        by_stem = dict(rows)
+        return {t: by_stem.get(s, 0) for t, s in stems.items()}
+
+    def _useful_terms(self, terms: list[str], notes: list[str]) -> tuple[list[str], dict[str, int]]:
+        """Terms without the very common ones (if all are common: the rarest), and each term's document count."""
+        if len(terms) < 2:
+            return terms, {}
+        total = self._approximate_count()
+        frequency = self._document_frequencies(terms)
+        useful = [t for t in terms if frequency[t] <= COMMON_TERM_SHARE * total]
+        if not useful:
+            useful = [min(terms, key=frequency.get)]
+        if len(useful) < len(terms):
+            notes.append(f"ignored common terms {[t for t in terms if t not in useful]}")
+        return useful, frequency
+
+    def _vector_ranking(self, query: RecallQuery, embed, limit: int, notes: list[str]
+                        ) -> list[tuple[int, float]] | None:
+        if self.vector_problem:
+            notes.append(self.vector_problem)
+            return None
+        if embed is None:
+            notes.append("no embedder: text-only recall")
+            return None
+        if not self._read("SELECT 1 FROM memory_vectors LIMIT 1"):
+            notes.append("no memory is embedded yet: text-only recall")
+            return None
+        vector = np.asarray(embed(query.text), dtype=np.float32).reshape(-1)
+        where, params = self._filter_sql(query)
+        filtered = query.window() != (None, None) or query.entity_ids or query.task_type
+        if filtered and self._read(f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {where} LIMIT ?)",
+                                   [*params, EXACT_LIMIT + 1])[0][0] <= EXACT_LIMIT:
+            notes.append("selective filter: exact vector search")
+            return self.vectors.search(vector, limit, where=where, params=params, join_memories=True, exact=True)
+        clauses, params = ["1"], []
+        start, end = query.window()
+        if start is not None:
+            clauses.append("v.end_time >= ?")
+            params.append(start)
+        if end is not None:
+            clauses.append("v.start_time <= ?")
+            params.append(end)
+        join = bool(query.entity_ids or query.task_type)
+        if join:
+            more, more_params = self._filter_sql(RecallQuery(entity_ids=query.entity_ids, task_type=query.task_type))
+            clauses.append(more)
+            params.extend(more_params)
+        return self.vectors.search(vector, limit, where=" AND ".join(clauses), params=params, join_memories=join)
+
+    # --- reads ---
+    def _memories_by_rowid(self, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
+        rows = self._read(f"SELECT id, {', '.join(_MEMORY_COLUMNS)} FROM memories "
+                          "WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(rowids)),))
+        return {row[0]: self._memory(row[1:]) for row in rows}
+
+    def memories(self, *, limit: int | None = None, offset: int = 0, include_replaced: bool = False,
+                 start: float | None = None, end: float | None = None) -> list[MemoryRecord]:
+        """Memories in time order (by default without those a merge or summary replaced)."""
+        where, params = self._filter_sql(RecallQuery(start=start, end=end, include_replaced=include_replaced))
+        rows = self._read(f"SELECT {', '.join(_MEMORY_COLUMNS)} FROM memories m WHERE {where} "
+                          "ORDER BY start_time, created_at, id LIMIT ? OFFSET ?",
+                          [*params, -1 if limit is None else limit, offset])
+        return [self._memory(row) for row in rows]
+
+    def iter_memories(self, batch: int = 1000, include_replaced: bool = True) -> Iterator[MemoryRecord]:
+        """Every memory in row order, a batch of rows per query (for export)."""
+        last = 0
+        replaced = "" if include_replaced else "AND replaced_by IS NULL "
+        while True:
+            rows = self._read(f"SELECT id, {', '.join(_MEMORY_COLUMNS)} FROM memories WHERE id > ? {replaced}"
+                              "ORDER BY id LIMIT ?", (last, batch))
+            if not rows:
+                return
+            yield from (self._memory(row[1:]) for row in rows)
+            last = rows[-1][0]
+
+    def get_memory(self, memory_id: str) -> MemoryRecord | None:
+        rows = self._read(f"SELECT {', '.join(_MEMORY_COLUMNS)} FROM memories WHERE memory_id = ?", (memory_id,))
+        return self._memory(rows[0]) if rows else None
+
+    def replaced_by(self, memory_id: str) -> str | None:
+        """The merge or summary that replaced a memory (from provenance), or None."""
+        rows = self._read("SELECT summary_id FROM provenance WHERE replaced_id = ?", (memory_id,))
+        return rows[0][0] if rows else None
+
+    def provenance(self, summary_id: str) -> list[str]:
+        """Ids of the memories a merge or summary replaced, in time order."""
+        return [r[0] for r in self._read("SELECT replaced_id FROM provenance WHERE summary_id = ? "
+                                         "ORDER BY replaced_start", (summary_id,))]
+
+    def cited_memory_ids(self) -> set[str]:
+        return {r[0] for r in self._read("SELECT DISTINCT memory_id FROM answer_memories")}
+
+    def rejected(self) -> list[RejectedRecord]:
+        names = ("attempt_id", "clip_id", "start_time", "end_time", "raw_output", "reason", "model_version",
+                 "adapter_version", "created_at")
+        out = []
+        for row in self._read(f"SELECT {', '.join(names)} FROM rejected ORDER BY start_time"):
+            data = dict(zip(names, row))
+            data["start"], data["end"] = data.pop("start_time"), data.pop("end_time")
+            out.append(RejectedRecord(**data))
+        return out
+
+    def tasks(self) -> Iterator[TaskLogRecord]:
+        rows = self._read(
+            "SELECT t.task_id, t.question, t.task_type, t.options, t.asked_at, a.answered, a.answer, a.option_index, "
+            "a.answerer, (SELECT json_group_array(memory_id) FROM answer_memories am WHERE am.task_id = t.task_id) "
+            "FROM tasks t LEFT JOIN answers a ON a.task_id = t.task_id ORDER BY t.asked_at")
+        for task_id, question, task_type, options, asked_at, answered, answer, index, answerer, cited in rows:
+            yield TaskLogRecord(task_id, question, asked_at, task_type or "", tuple(json.loads(options or "[]")),
+                                bool(answered), answer or "", -1 if index is None else index,
+                                tuple(sorted(json.loads(cited))), answerer or "")
+
+    def adapters(self) -> list[dict]:
+        names = ("adapter_version", "path", "base_model_version", "task_types", "released_at")
+        rows = self._read(f"SELECT {', '.join(names)} FROM adapters ORDER BY released_at")
+        return [{**dict(zip(names, r)), "task_types": json.loads(r[3])} for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        tables = ("memories", "clips", "rejected", "tasks", "answers", "adapters", "provenance", "memory_vectors")
+        out = {t: self._read(f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+        out["active_memories"] = self._read("SELECT count(*) FROM memories WHERE replaced_by IS NULL")[0][0]
+        out["pending_embeddings"] = self._read("SELECT count(*) FROM memories WHERE embedded = 0 "
+                                               "AND replaced_by IS NULL")[0][0]
+        return out
+
+    def payload_bytes(self) -> int:
+        """Bytes of the active memories' text, raw output and vectors: what the retention budget counts
+        (the file itself only shrinks on VACUUM; freed pages are reused)."""
+        text = self._read("SELECT coalesce(sum(length(CAST(text AS BLOB)) + length(CAST(raw_output AS BLOB))), 0) "
+                          "FROM memories WHERE replaced_by IS NULL")[0][0]
+        vectors = self._read("SELECT coalesce(sum(length(embedding)), 0) FROM memory_vectors")[0][0]
+        return int(text + vectors)
+
+    def size_bytes(self) -> int:
+        """Database file plus its write-ahead log."""
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+
+    def integrity_check(self) -> str:
+        return self._read("PRAGMA integrity_check")[0][0]
+
+    @staticmethod
+    def _memory(row: Sequence) -> MemoryRecord:
+        data = dict(zip(_MEMORY_COLUMNS, row))
+        return MemoryRecord(
+            memory_id=data["memory_id"], clip_id=data["clip_id"], start=data["start_time"], end=data["end_time"],
+            text=data["text"], entity_ids=tuple(json.loads(data["entity_ids"] or "[]")),
+            raw_output=data["raw_output"], model_version=data["model_version"],
+            adapter_version=data["adapter_version"], generation_seconds=data["generation_seconds"],
+            created_at=data["created_at"], frame_id=data["frame_id"],
+            pose=None if data["pose"] is None else tuple(json.loads(data["pose"])), kind=data["kind"],
+        )
+
+
+def iter_batches(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
