@@ -64,7 +64,11 @@ def format_clock(seconds: float) -> str:
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
+def render_entry(memory: MemoryRecord) -> str:
+    """One memory as the paper renders it for question answering: `HH:MM:SS-HH:MM:SS\\n<description>`."""
+    return f"{format_clock(memory.start)}-{format_clock(memory.end)}\n{memory.text}"
+
+
 def render_memories(memories: Iterable[MemoryRecord]) -> str:
-    """Memory text for question answering, as in the paper: `HH:MM:SS-HH:MM:SS\\n<description>` per clip."""
-    ordered = sorted(memories, key=lambda m: m.start)
-    return "\n\n".join(f"{format_clock(m.start)}-{format_clock(m.end)}\n{m.text}" for m in ordered)
+    """Memory text for question answering, one entry per memory in time order."""
+    return "\n\n".join(render_entry(m) for m in sorted(memories, key=lambda m: m.start))

@@ -295,34 +295,29 @@ class MemoryStore:
         self._check_query(query)
         result = RecallResult()
         where, params = self._filter_sql(query)
-        rankings: list[list[int]] = []
+        rankings: list[list[tuple[int, float]]] = []
         candidates = query.k * CANDIDATES_PER_LIST if query.mode == "hybrid" else query.k
-        scores: dict[int, float] = {}
         has_text = query.text.strip() and (query.syntax == "fts" or query_terms(query.text))
         if has_text and query.mode in ("hybrid", "text"):
-            ranked = self._text_ranking(query, where, params, candidates, result.notes)
-            rankings.append([rowid for rowid, _ in ranked])
-            scores.update(ranked if query.mode == "text" else {})
+            rankings.append(self._text_ranking(query, where, params, candidates, result.notes))
         if has_text and query.mode in ("hybrid", "vector"):
             ranked = self._vector_ranking(query, embed, candidates, result.notes)
             if ranked is not None:
-                rankings.append([rowid for rowid, _ in ranked])
-                scores.update(ranked if query.mode == "vector" else {})
+                rankings.append(ranked)
         if query.around is not None:
-            ranked = self._read(f"SELECT m.id FROM memories m WHERE {where} "
-                                "ORDER BY abs((m.start_time + m.end_time) / 2 - ?) LIMIT ?",
-                                [*params, query.around, candidates])
-            rankings.append([r[0] for r in ranked])
+            rankings.append([(r[0], -r[1]) for r in self._read(
+                f"SELECT m.id, abs((m.start_time + m.end_time) / 2 - ?) AS distance FROM memories m WHERE {where} "
+                "ORDER BY distance LIMIT ?", [query.around, *params, candidates])])
         if not rankings:
             if has_text:
                 return result  # vector-only recall without vectors: the note says why
             ranked = self._read(f"SELECT m.id FROM memories m WHERE {where} ORDER BY m.start_time DESC LIMIT ?",
                                 [*params, query.k])
             fused = [(r[0], 0.0) for r in ranked]
-        elif len(rankings) == 1 and scores:
-            fused = [(rowid, scores[rowid]) for rowid in rankings[0][:query.k]]
+        elif len(rankings) == 1:
+            fused = rankings[0][:query.k]  # one list: its own scores (BM25, cosine or -seconds from `around`)
         else:
-            fused = reciprocal_rank_fusion(rankings, query.k)
+            fused = reciprocal_rank_fusion([[rowid for rowid, _ in ranked] for ranked in rankings], query.k)
         memories = self._memories_by_rowid([rowid for rowid, _ in fused])
         result.hits = [(memories[rowid], score) for rowid, score in fused if rowid in memories]
         return result
