@@ -214,6 +214,38 @@ def bench(
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
+@app.command("bench-store")
+def bench_store(
+    size: Annotated[list[int] | None, typer.Option("--size", help="Memories to measure at (repeat; default 10k 100k)")
+                    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the database, the Milvus Lite file and results.jsonl "
+                                           "(a later run resumes from what is there)")] = Path("runs/bench-store"),
+    distinct: Annotated[int, typer.Option(help="Distinct sentences embedded for real with MiniLM")] = 4000,
+    queries: Annotated[int, typer.Option(help="Queries timed per mode")] = 200,
+    probes: Annotated[int, typer.Option(help="Inverted lists read per vector query (ours and Milvus IVF_FLAT)")] = 16,
+    milvus: Annotated[bool, typer.Option(help="Also run Milvus Lite on the same memories and queries")] = True,
+) -> None:
+    """The store at scale against Milvus Lite: ingest, recall latency, recall@10 vs exact, size, RSS."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.store.benchmark import default_threads, markdown_table, run_store_benchmark
+
+    default_threads()
+    from taskmem_nodes.store.embedder import TextEmbedder
+
+    sizes = sorted(size or [10_000, 100_000])
+    if sizes[0] <= 0:
+        raise typer.BadParameter("sizes must be positive")
+    embedder = TextEmbedder(threads=1)
+    with tqdm(total=sizes[-1], unit="memory", desc="ingest") as bar:
+        results = run_store_benchmark(
+            out, sizes, embed=embedder.embed, embed_query=embedder.embed, distinct=distinct, queries=queries,
+            probes=probes, milvus=milvus, on_progress=bar.update,
+            report=lambda r: tqdm.write(f"{r.size:,}: " + ", ".join(f"{k}={v:.3g}" for k, v in r.figures.items())))
+    console.print(markdown_table(results))
+    console.print(f"figures appended to {out / 'results.jsonl'}")
+
+
 def _token_counter():
     """Memory tokens are counted with the real Qwen tokenizer (as the paper's per-entry budget is)."""
     from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
