@@ -12,3 +12,8 @@ MEMORY_QOS = QoSProfile(
     depth=100, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
 )
 """Memories keep the last 100 for late joiners: a store node restarted mid-stream receives what it missed."""
+
+ADAPTER_QOS = QoSProfile(
+    depth=10, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
+)
+"""Adapter releases: a late joiner (the store, a restarted memorizer) receives the recent releases."""

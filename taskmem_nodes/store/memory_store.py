@@ -201,6 +201,36 @@ class MemoryStore:
                 "DELETE FROM memories WHERE memory_id IN (SELECT value FROM json_each(?)) "
                 "AND memory_id NOT IN (SELECT memory_id FROM answer_memories)", (ids_json,))
 
+    def restore_memory(self, memory: MemoryRecord, *, replaced_by: str | None = None,
+                       replaces: Sequence[dict] = ()) -> bool:
+        """Insert a memory as exported, with the merge or summary that replaced it and, for a merge or
+        summary, the provenance of what it replaced (dicts of memory_id, clip_id, start, end). False when
+        its id is already stored."""
+        row = self._memory_row(memory, MAX_SUMMARY_CHARS)
+        provenance = [(memory.memory_id, clean_text("replaced id", r["memory_id"], MAX_ID_CHARS),
+                       clean_text("replaced clip id", r["clip_id"], MAX_ID_CHARS), float(r["start"]), float(r["end"]))
+                      for r in replaces]
+        with self.write():
+            if not self._insert_memory(row):
+                return False
+            if replaced_by is not None:
+                self.db.execute("UPDATE memories SET replaced_by = ? WHERE memory_id = ?",
+                                (clean_text("replaced_by", replaced_by, MAX_ID_CHARS), memory.memory_id))
+            self.db.conn.executemany("INSERT OR IGNORE INTO provenance (summary_id, replaced_id, replaced_clip_id, "
+                                     "replaced_start, replaced_end) VALUES (?, ?, ?, ?, ?)", provenance)
+        return True
+
+    def provenance_rows(self, summary_id: str) -> list[dict]:
+        """What a merge or summary replaced: memory_id, clip_id, start, end, in time order."""
+        rows = self._read("SELECT replaced_id, replaced_clip_id, replaced_start, replaced_end FROM provenance "
+                          "WHERE summary_id = ? ORDER BY replaced_start, replaced_id", (summary_id,))
+        return [{"memory_id": r[0], "clip_id": r[1], "start": r[2], "end": r[3]} for r in rows]
+
+    def replacement_of(self, memory_id: str) -> str | None:
+        """`replaced_by` of a memory kept after a merge or summary replaced it (it is cited), else None."""
+        rows = self._read("SELECT replaced_by FROM memories WHERE memory_id = ?", (memory_id,))
+        return rows[0][0] if rows else None
+
     def add_rejected(self, attempt: RejectedRecord) -> bool:
         """Keep a rejected model output for audit; False when already stored."""
         clean_text("attempt_id", attempt.attempt_id, MAX_ID_CHARS)
@@ -486,19 +516,24 @@ class MemoryStore:
             yield from (self._memory(row[1:]) for row in rows)
             last = rows[-1][0]
 
+    def latest_memory(self) -> MemoryRecord | None:
+        """The active memory that starts last."""
+        rows = self._read(f"SELECT {', '.join(_MEMORY_COLUMNS)} FROM memories WHERE replaced_by IS NULL "
+                          "ORDER BY start_time DESC LIMIT 1")
+        return self._memory(rows[0]) if rows else None
+
     def get_memory(self, memory_id: str) -> MemoryRecord | None:
         rows = self._read(f"SELECT {', '.join(_MEMORY_COLUMNS)} FROM memories WHERE memory_id = ?", (memory_id,))
         return self._memory(rows[0]) if rows else None
 
-    def replaced_by(self, memory_id: str) -> str | None:
-        """The merge or summary that replaced a memory (from provenance), or None."""
+    def summary_of(self, memory_id: str) -> str | None:
+        """The merge or summary whose provenance lists this memory, or None."""
         rows = self._read("SELECT summary_id FROM provenance WHERE replaced_id = ?", (memory_id,))
         return rows[0][0] if rows else None
 
     def provenance(self, summary_id: str) -> list[str]:
         """Ids of the memories a merge or summary replaced, in time order."""
-        return [r[0] for r in self._read("SELECT replaced_id FROM provenance WHERE summary_id = ? "
-                                         "ORDER BY replaced_start", (summary_id,))]
+        return [r["memory_id"] for r in self.provenance_rows(summary_id)]
 
     def cited_memory_ids(self) -> set[str]:
         return {r[0] for r in self._read("SELECT DISTINCT memory_id FROM answer_memories")}

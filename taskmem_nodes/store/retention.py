@@ -154,10 +154,10 @@ def consolidate(store: MemoryStore, config: RetentionConfig, report: RetentionRe
     for _ in range(MAX_LEVELS):
         if not over_budget(store, config):
             return
-        newest = store.memories(limit=1, offset=max(0, store.counts()["active_memories"] - 1))
-        if not newest:
+        newest = store.latest_memory()
+        if newest is None:
             return
-        horizon = newest[0].end - config.keep_recent_seconds
+        horizon = newest.end - config.keep_recent_seconds
         windows: dict[int, list[MemoryRecord]] = {}
         for memory in store.memories(end=horizon):
             if memory.end <= horizon:
