@@ -31,6 +31,8 @@ KINDS = ("clip", "merged", "summary")
 MAX_SUMMARY_CHARS = 4 * MAX_DESCRIPTION_CHARS
 COMMON_TERM_SHARE = 0.2
 """A query term found in more than this share of memories is dropped (it barely ranks), unless all are."""
+PRUNE_FROM_ROWS = 10_000
+"""Common terms are dropped only from stores this large (below, scoring every match is cheap)."""
 MAX_SCORED_POSTINGS = 100_000
 """Above this many postings an OR query is narrowed to an AND of its terms (BM25 cost grows with matches)."""
 CANDIDATES_PER_LIST = 4
@@ -405,7 +407,7 @@ class MemoryStore:
         try:
             return [(r[0], float(r[1])) for r in self._read(sql, [match, *params, limit])]
         except sqlite_utils.db.sqlite3.OperationalError as err:
-            if query.syntax == "fts" and ("fts5" in str(err) or "syntax" in str(err) or "no such column" in str(err)):
+            if query.syntax == "fts" and not any(word in str(err) for word in ("locked", "busy", "disk", "memory")):
                 raise StoreError(f"full-text query {query.text[:200]!r} is not valid FTS5 syntax ({err}); "
                                  "quote phrases, or search with plain words") from None
             raise
@@ -445,9 +447,9 @@ class MemoryStore:
 
     def _useful_terms(self, terms: list[str], notes: list[str]) -> tuple[list[str], dict[str, int]]:
         """Terms without the very common ones (if all are common: the rarest), and each term's document count."""
-        if len(terms) < 2:
-            return terms, {}
         total = self._approximate_count()
+        if len(terms) < 2 or total < PRUNE_FROM_ROWS:
+            return terms, {}
         frequency = self._document_frequencies(terms)
         useful = [t for t in terms if frequency[t] <= COMMON_TERM_SHARE * total]
         if not useful:
@@ -467,6 +469,9 @@ class MemoryStore:
         if not self._read("SELECT 1 FROM memory_vectors LIMIT 1"):
             notes.append("no memory is embedded yet: text-only recall")
             return None
+        pending = self._read("SELECT count(*) FROM memories WHERE embedded = 0 AND replaced_by IS NULL")[0][0]
+        if pending:
+            notes.append(f"{pending} memories not embedded yet: found by their text alone")
         vector = np.asarray(embed(query.text), dtype=np.float32).reshape(-1)
         where, params = self._filter_sql(query)
         filtered = query.window() != (None, None) or query.entity_ids or query.task_type
