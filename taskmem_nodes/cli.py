@@ -249,6 +249,30 @@ def _counted(lines, bar):
         yield line
 
 
+@memories_app.command("embed")
+def memories_embed(
+    db: Annotated[Path, typer.Option(help="Database file")] = DEFAULT_DB,
+    reset: Annotated[bool, typer.Option(help="Forget every vector first (e.g. to change the embedding model)")
+                     ] = False,
+    batch: Annotated[int, typer.Option(help="Memories embedded per batch")] = 64,
+) -> None:
+    """Embed the memories that have no vector yet, as the store node's worker does (e.g. after an import).
+    Writes the database: run it while the store node is stopped (one writer)."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.store.embedder import TextEmbedder, embed_pending
+
+    store = _open_store(db, readonly=False)
+    if reset:
+        store.reset_embeddings()
+    embedder = TextEmbedder()
+    with tqdm(total=store.counts()["pending_embeddings"], unit="memory", desc="embed") as bar:
+        while stored := embed_pending(store, embedder.embed, embedder.name, batch):
+            bar.update(stored)
+    console.print(f"{store.counts()['memory_vectors']} memories embedded with {embedder.name}")
+    store.close()
+
+
 @memories_app.command("stats")
 def memories_stats(
     db: Annotated[Path, typer.Option(help="Database file")] = DEFAULT_DB,

@@ -178,14 +178,21 @@ class MemoryStore:
                             (row["clip_id"], row["start_time"], row["end_time"], row["frame_id"]))
         return True
 
-    def replace_memories(self, replacement: MemoryRecord, replaced_ids: Sequence[str]) -> None:
+    def replace_memories(self, replacement: MemoryRecord, replaced_ids: Sequence[str]) -> int:
         """Write `replacement` (a merge or summary) in place of `replaced_ids`, recording provenance. A
-        replaced memory that a logged answer cites is kept (marked `replaced_by`); the others are deleted."""
+        replaced memory that a logged answer cites is kept (marked `replaced_by`); the others are deleted.
+        Returns the payload bytes this freed (see `payload_bytes`)."""
         row = self._memory_row(replacement, MAX_SUMMARY_CHARS)
+        ids_json = json.dumps(list(replaced_ids))
         with self.write():
+            freed = self.db.execute(
+                "SELECT coalesce(sum(length(CAST(m.text AS BLOB)) + length(CAST(m.raw_output AS BLOB)) "
+                "+ coalesce(length(v.embedding), 0)), 0) FROM memories m "
+                "LEFT JOIN memory_vectors v ON v.memory_rowid = m.id "
+                "WHERE m.memory_id IN (SELECT value FROM json_each(?)) AND m.replaced_by IS NULL",
+                (ids_json,)).fetchone()[0]
             if not self._insert_memory(row):
                 raise StoreError(f"memory {replacement.memory_id!r} already exists")
-            ids_json = json.dumps(list(replaced_ids))
             self.db.execute(
                 "INSERT OR IGNORE INTO provenance (summary_id, replaced_id, replaced_clip_id, replaced_start, "
                 "replaced_end) SELECT ?, memory_id, clip_id, start_time, end_time FROM memories "
@@ -202,6 +209,7 @@ class MemoryStore:
             self.db.execute(
                 "DELETE FROM memories WHERE memory_id IN (SELECT value FROM json_each(?)) "
                 "AND memory_id NOT IN (SELECT memory_id FROM answer_memories)", (ids_json,))
+        return int(freed) - len(row["text"].encode()) - len(row["raw_output"].encode())
 
     def restore_memory(self, memory: MemoryRecord, *, replaced_by: str | None = None,
                        replaces: Sequence[dict] = ()) -> bool:
@@ -571,7 +579,8 @@ class MemoryStore:
     def counts(self) -> dict[str, int]:
         tables = ("memories", "clips", "rejected", "tasks", "answers", "adapters", "provenance", "memory_vectors")
         out = {t: self._read(f"SELECT count(*) FROM {t}")[0][0] for t in tables}
-        out["active_memories"] = self._read("SELECT count(*) FROM memories WHERE replaced_by IS NULL")[0][0]
+        replaced = self._read("SELECT count(*) FROM memories WHERE replaced_by IS NOT NULL")[0][0]  # partial index
+        out["active_memories"] = out["memories"] - replaced
         out["pending_embeddings"] = self._read("SELECT count(*) FROM memories WHERE embedded = 0 "
                                                "AND replaced_by IS NULL")[0][0]
         return out

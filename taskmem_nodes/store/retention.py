@@ -142,22 +142,34 @@ def merge_near_duplicates(store: MemoryStore, config: RetentionConfig, since: fl
     return folded, written
 
 
-def over_budget(store: MemoryStore, config: RetentionConfig) -> bool:
-    if config.max_memories and store.counts()["active_memories"] > config.max_memories:
-        return True
-    return bool(config.max_bytes and store.payload_bytes() > config.max_bytes)
+@dataclass
+class _Usage:
+    """Active memories and payload bytes, kept up to date as replacements are written (recounting a large
+    store after every summary would cost more than the summaries)."""
+
+    memories: int
+    payload: int
+
+    @classmethod
+    def of(cls, store: MemoryStore, config: RetentionConfig) -> _Usage:
+        return cls(store.counts()["active_memories"], store.payload_bytes() if config.max_bytes else 0)
+
+    def over(self, config: RetentionConfig) -> bool:
+        return bool((config.max_memories and self.memories > config.max_memories)
+                    or (config.max_bytes and self.payload > config.max_bytes))
 
 
 def consolidate(store: MemoryStore, config: RetentionConfig, report: RetentionReport) -> None:
     """Summarise old memories, oldest window first, coarser levels as needed, until within budget."""
+    usage = _Usage.of(store, config)
+    newest = store.latest_memory()
+    if newest is None:
+        return
+    horizon = newest.end - config.keep_recent_seconds
     span = config.summary_span_seconds
     for _ in range(MAX_LEVELS):
-        if not over_budget(store, config):
-            return
-        newest = store.latest_memory()
-        if newest is None:
-            return
-        horizon = newest.end - config.keep_recent_seconds
+        if not usage.over(config):
+            break
         windows: dict[int, list[MemoryRecord]] = {}
         for memory in store.memories(end=horizon):
             if memory.end <= horizon:
@@ -165,12 +177,15 @@ def consolidate(store: MemoryStore, config: RetentionConfig, report: RetentionRe
         for _, group in sorted(windows.items()):
             if len(group) < 2:
                 continue
-            store.replace_memories(summary_memory(group, config.summary_chars), [m.memory_id for m in group])
+            usage.payload -= store.replace_memories(summary_memory(group, config.summary_chars),
+                                                    [m.memory_id for m in group])
+            usage.memories -= len(group) - 1
             report.summarised += len(group)
             report.written += 1
-            if not over_budget(store, config):
-                return
+            if not usage.over(config):
+                break
         span *= config.span_growth
+    report.over_budget = _Usage.of(store, config).over(config)
 
 
 def apply_retention(store: MemoryStore, config: RetentionConfig, since: float | None = None) -> RetentionReport:
@@ -180,5 +195,4 @@ def apply_retention(store: MemoryStore, config: RetentionConfig, since: float | 
     if config.bounded:
         consolidate(store, config, report)
     report.active_after = store.counts()["active_memories"]
-    report.over_budget = config.bounded and over_budget(store, config)
     return report
