@@ -407,7 +407,7 @@ def bench_store(
             out, sizes, embed=embedder.embed, embed_query=embedder.embed, distinct=distinct, queries=queries,
             probes=probes, milvus=milvus, on_progress=bar.update,
             report=lambda r: tqdm.write(f"{r.size:,}: " + ", ".join(f"{k}={v:.3g}" for k, v in r.figures.items())))
-    console.print(markdown_table(results))
+    print(markdown_table(results, probes))
     console.print(f"figures appended to {out / 'results.jsonl'}")
 
 

@@ -152,7 +152,7 @@ def test_recall_properties(tmp_path_factory, texts, query, k, window, mode, enti
     for memory, _ in hits:
         assert memory.end >= start and memory.start <= end
         assert not entity or entity in memory.entity_ids
-        if mode == "text":
+        if mode == "text" and query_terms(query):  # (an empty query lists the most recent memories)
             assert set(query_terms(query)) & set(query_terms(memory.text))
     store.close()
 

@@ -174,26 +174,62 @@ def ingest_store(store: MemoryStore, corpus: Corpus, size: int, figures: dict, b
         figures["ivf_train_s"] = time.perf_counter() - started
 
 
-def time_store_queries(store: MemoryStore, texts: list[str], vectors: np.ndarray, figures: dict,
-                       k: int = 10) -> list[list[int]]:
-    """Latency of text, vector and hybrid recall over the queries; the vector hits (row indices)."""
+def time_store_queries(store: MemoryStore, texts: list[str], vectors: np.ndarray, warm_up: list[str],
+                       warm_vectors: np.ndarray, probes: int, figures: dict, k: int = 10
+                       ) -> dict[int, list[list[int]]]:
+    """Latency of text and hybrid recall, and of vector recall at `probes` and twice as many lists, after
+    `warm_up` queries of each mode (a running store's pages are in the page cache). The vector hits (row
+    indices) per probe count."""
     lookup = {t: v for t, v in zip(texts, vectors)}
-    vector_hits = []
-    for mode in ("text", "vector", "hybrid"):
-        seconds = []
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    hits: dict[int, list[list[int]]] = {}
+    for name, mode, lists in (("text", "text", probes), ("hybrid", "hybrid", probes), ("vector", "vector", probes),
+                              ("vector_wide", "vector", 2 * probes)):
+        store.vectors.probes = lists
+        for text, vector in zip(warm_up, warm_vectors):
+            store.search(RecallQuery(text=text, k=k, mode=mode), embed=lambda _, v=vector: v)
+        seconds, found = [], []
         for text in texts:
             started = time.perf_counter()
             result = store.search(RecallQuery(text=text, k=k, mode=mode), embed=lookup.__getitem__)
             seconds.append(time.perf_counter() - started)
-            if mode == "vector":
-                vector_hits.append([int(m.memory_id.split("-")[1]) for m, _ in result.hits])
-        figures[f"{mode}_p50_ms"], figures[f"{mode}_p95_ms"] = percentiles(seconds)
-    return vector_hits
+            found.append([int(m.memory_id.split("-")[1]) for m, _ in result.hits])
+        figures[f"{name}_p50_ms"], figures[f"{name}_p95_ms"] = percentiles(seconds)
+        if mode == "vector":
+            hits[lists] = found
+    store.vectors.probes = probes
+    return hits
 
 
-def milvus_run(path: Path, corpus: Corpus, size: int, texts: list[str], vectors: np.ndarray, lists: int,
-               probes: int, figures: dict, k: int = 10, batch: int = 5000) -> list[list[int]]:
-    """The same memories into Milvus Lite (IVF_FLAT, cosine, same lists and probes), and the same queries."""
+RSS_PROBE = """
+import sys, numpy as np, psutil
+from taskmem_nodes.store import MemoryStore, RecallQuery
+store = MemoryStore(sys.argv[1], readonly=True, vector_probes=int(sys.argv[3]))
+data = np.load(sys.argv[2])
+for text, vector in zip(data["texts"], data["vectors"]):
+    store.search(RecallQuery(text=str(text), k=10), embed=lambda _, v=vector: v)
+print(psutil.Process().memory_info().rss)
+"""
+
+
+def store_rss_mb(path: Path, texts: list[str], vectors: np.ndarray, probes: int) -> float:
+    """RSS of a fresh process that opens the store and runs the hybrid queries (no model, no benchmark data)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        queries = Path(tmp) / "queries.npz"
+        np.savez(queries, texts=np.array(texts), vectors=vectors)
+        out = subprocess.run([sys.executable, "-c", RSS_PROBE, str(path), str(queries), str(probes)],
+                             capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1]) / 2**20
+
+
+def milvus_run(path: Path, corpus: Corpus, size: int, vectors: np.ndarray, lists: int, probes: int, figures: dict,
+               k: int = 10, batch: int = 5000) -> dict[int, list[list[int]]]:
+    """The same memories into Milvus Lite (IVF_FLAT, cosine, as many lists; `probes` and twice as many read),
+    and the same query vectors; the hits (row ids) per probe count."""
     from pymilvus import MilvusClient
 
     rss_before = psutil.Process().memory_info().rss
@@ -222,14 +258,19 @@ def milvus_run(path: Path, corpus: Corpus, size: int, texts: list[str], vectors:
     client.create_index(name, params)
     client.load_collection(name)
     figures["milvus_index_s"] = time.perf_counter() - started
-    seconds, hits = [], []
-    for vector in vectors:
-        started = time.perf_counter()
-        result = client.search(name, [vector.tolist()], limit=k, search_params={"metric_type": "COSINE",
-                                                                                 "params": {"nprobe": probes}})
-        seconds.append(time.perf_counter() - started)
-        hits.append([int(h["id"]) for h in result[0]])
-    figures["milvus_vector_p50_ms"], figures["milvus_vector_p95_ms"] = percentiles(seconds)
+    hits: dict[int, list[list[int]]] = {}
+    for label, nprobe in (("milvus_vector", probes), ("milvus_vector_wide", 2 * probes)):
+        params = {"metric_type": "COSINE", "params": {"nprobe": nprobe}}
+        for vector in vectors[:20]:  # warm-up, as for the store
+            client.search(name, [vector.tolist()], limit=k, search_params=params)
+        seconds, found = [], []
+        for vector in vectors:
+            started = time.perf_counter()
+            result = client.search(name, [vector.tolist()], limit=k, search_params=params)
+            seconds.append(time.perf_counter() - started)
+            found.append([int(h["id"]) for h in result[0]])
+        figures[f"{label}_p50_ms"], figures[f"{label}_p95_ms"] = percentiles(seconds)
+        hits[nprobe] = found
     children = sum(p.memory_info().rss for p in psutil.Process().children(recursive=True))
     figures["milvus_rss_mb"] = (psutil.Process().memory_info().rss - rss_before + children) / 2**20
     client.close()
@@ -249,55 +290,68 @@ def run_store_benchmark(out: Path, sizes: list[int], *, embed: Callable[[list[st
     started = time.perf_counter()
     query_vectors = embed_query(query_texts)
     query_embed_ms = (time.perf_counter() - started) * 1000 / queries
+    warm_up = [question(rng) for _ in range(20)]
+    warm_vectors = embed_query(warm_up)
     store = MemoryStore(out / "store.db", vector_probes=probes)
     store.db.execute("PRAGMA synchronous=NORMAL")  # figures for bulk loading; the node keeps FULL
     results = []
     try:
         for size in sorted(sizes):
             result = SizeResult(size, {"embed_per_s": embed_rate, "query_embed_ms": query_embed_ms})
-            ingest_store(store, corpus, size, result.figures, on_progress=on_progress)
-            ours = time_store_queries(store, query_texts, query_vectors, result.figures)
+            figures = result.figures
+            ingest_store(store, corpus, size, figures, on_progress=on_progress)
+            ours = time_store_queries(store, query_texts, query_vectors, warm_up, warm_vectors, probes, figures)
             exact = exact_top(corpus, size, query_vectors)
-            result.figures["recall_at_10"] = recall_at_k(ours, exact)
-            result.figures["db_mb"] = store.size_bytes() / 2**20
-            result.figures["rss_mb"] = psutil.Process().memory_info().rss / 2**20
+            figures["recall_at_10"] = recall_at_k(ours[probes], exact)
+            figures["recall_wide_at_10"] = recall_at_k(ours[2 * probes], exact)
+            figures["db_mb"] = store.size_bytes() / 2**20
+            figures["store_rss_mb"] = store_rss_mb(out / "store.db", query_texts, query_vectors, probes)
+            figures["bench_rss_mb"] = psutil.Process().memory_info().rss / 2**20
+            if report:
+                report(result)  # ours, before Milvus Lite runs
             if milvus:
                 lists = len(store.vectors.centroids) if store.vectors.centroids is not None else 1
-                theirs = milvus_run(out / "milvus.db", corpus, size, query_texts, query_vectors, lists, probes,
-                                    result.figures)
-                result.figures["milvus_recall_at_10"] = recall_at_k(theirs, exact)
-                result.figures["vector_p95_ratio"] = (result.figures["vector_p95_ms"]
-                                                      / result.figures["milvus_vector_p95_ms"])
+                theirs = milvus_run(out / "milvus.db", corpus, size, query_vectors, lists, probes, figures)
+                figures["milvus_recall_at_10"] = recall_at_k(theirs[probes], exact)
+                figures["milvus_recall_wide_at_10"] = recall_at_k(theirs[2 * probes], exact)
+                figures["vector_p95_ratio"] = figures["vector_p95_ms"] / figures["milvus_vector_p95_ms"]
+                figures["vector_wide_p95_ratio"] = figures["vector_wide_p95_ms"] / figures["milvus_vector_wide_p95_ms"]
+                if report:
+                    report(result)
             results.append(result)
             with open(out / "results.jsonl", "a") as f:
-                f.write(json.dumps({"size": size, **result.figures, "at": time.time()}) + "\n")
-            if report:
-                report(result)
+                f.write(json.dumps({"size": size, "probes": probes, **figures, "at": time.time()}) + "\n")
     finally:
         store.close()
     return results
 
 
-def markdown_table(results: list[SizeResult]) -> str:
-    columns = [("memories", None), ("ingest/s", "ingest_per_s"), ("vector writes/s", "vector_writes_per_s"),
-               ("text p50/p95 ms", ("text_p50_ms", "text_p95_ms")),
-               ("vector p50/p95 ms", ("vector_p50_ms", "vector_p95_ms")),
-               ("hybrid p50/p95 ms", ("hybrid_p50_ms", "hybrid_p95_ms")), ("recall@10", "recall_at_10"),
-               ("Milvus vector p50/p95 ms", ("milvus_vector_p50_ms", "milvus_vector_p95_ms")),
-               ("Milvus recall@10", "milvus_recall_at_10"), ("vector p95 ours/Milvus", "vector_p95_ratio"),
-               ("DB MB", "db_mb"), ("RSS MB", "rss_mb"), ("Milvus RSS MB", "milvus_rss_mb")]
+def markdown_table(results: list[SizeResult], probes: int) -> str:
+    """The README table: latencies in ms as p50/p95, recall@10 against exact float search in brackets."""
+    wide = 2 * probes
 
-    def cell(figures: dict, key) -> str:
-        if isinstance(key, tuple):
-            return "/".join(cell(figures, k) for k in key)
-        value = figures.get(key)
-        if value is None:
+    def ms(f: dict, key: str, recall: str | None = None) -> str:
+        if f"{key}_p50_ms" not in f:
             return "-"
-        return f"{value:.2f}" if value < 10 else f"{value:,.0f}"
+        cell = f"{f[key + '_p50_ms']:.1f}/{f[key + '_p95_ms']:.1f}"
+        return cell + (f" ({f[recall]:.2f})" if recall and recall in f else "")
 
-    lines = ["| " + " | ".join(c for c, _ in columns) + " |", "|" + "---:|" * len(columns)]
+    def number(f: dict, key: str, digits: int = 0) -> str:
+        return f"{f[key]:,.{digits}f}" if key in f else "-"
+
+    header = ["memories", "ingest/s", "vector writes/s", "text", "hybrid", f"vector, {probes} probes",
+              f"vector, {wide} probes", f"Milvus Lite, {probes} probes", f"Milvus Lite, {wide} probes",
+              "p95 ours/Milvus", "DB MB", "store RSS MB", "Milvus RSS MB"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
     for r in results:
-        lines.append("| " + " | ".join([f"{r.size:,}"] + [cell(r.figures, key) for _, key in columns[1:]]) + " |")
+        f = r.figures
+        ratio = (f"{f['vector_p95_ratio']:.2f} / {f['vector_wide_p95_ratio']:.2f}"
+                 if "vector_p95_ratio" in f else "-")
+        lines.append("| " + " | ".join([
+            f"{r.size:,}", number(f, "ingest_per_s"), number(f, "vector_writes_per_s"), ms(f, "text"),
+            ms(f, "hybrid"), ms(f, "vector", "recall_at_10"), ms(f, "vector_wide", "recall_wide_at_10"),
+            ms(f, "milvus_vector", "milvus_recall_at_10"), ms(f, "milvus_vector_wide", "milvus_recall_wide_at_10"),
+            ratio, number(f, "db_mb"), number(f, "store_rss_mb"), number(f, "milvus_rss_mb")]) + " |")
     return "\n".join(lines)
 
 

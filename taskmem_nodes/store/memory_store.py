@@ -33,8 +33,14 @@ COMMON_TERM_SHARE = 0.2
 """A query term found in more than this share of memories is dropped (it barely ranks), unless all are."""
 PRUNE_FROM_ROWS = 10_000
 """Common terms are dropped only from stores this large (below, scoring every match is cheap)."""
-MAX_SCORED_POSTINGS = 100_000
-"""Above this many postings an OR query is narrowed to an AND of its terms (BM25 cost grows with matches)."""
+MAX_SCORED_MATCHES = 10_000
+"""An OR query that would match more memories than this is narrowed (scoring costs ~1 us per match)."""
+COUNT_SECONDS = 60.0
+"""The row count and term document counts used to plan text queries are refreshed this often."""
+DF_SAMPLE_ROWS = 50_000
+"""Term document counts are estimated from this many latest memories."""
+REPLACED_SLACK = 16
+"""Extra hits an unfiltered text ranking reads, to make up for replaced memories dropped after it."""
 CANDIDATES_PER_LIST = 4
 """Each ranked list of a hybrid recall contributes this many times k candidates to the fusion."""
 
@@ -84,8 +90,8 @@ class MemoryStore:
             raise StoreError(f"{self.path} has schema version {self.schema_version()}; open it once for writing "
                              f"(e.g. start the store node) to migrate it to {SCHEMA_VERSION}")
         self.vectors = VectorIndex(conn, self.write, **({"probes": vector_probes} if vector_probes else {}))
-        self._stems_ready = False
-        self._count, self._counted_at = 1, -1e9
+        self._count, self._last_id, self._counted_at = 1, 0, -1e9
+        self._frequencies: dict[str, int] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -401,62 +407,104 @@ class MemoryStore:
 
     def _text_ranking(self, query: RecallQuery, where: str, params: list, limit: int,
                       notes: list[str]) -> list[tuple[int, float]]:
+        """(row id, BM25 score) best first. Free text becomes quoted terms. In a large store the very common
+        terms are dropped, and scoring is bounded (~1 us per match): if the terms would match more than
+        MAX_SCORED_MATCHES memories, those with all of them come first, then those with the rarest, each
+        ranked within the latest memories that hold about MAX_SCORED_MATCHES matches."""
+        filtered = query.window() != (None, None) or bool(query.entity_ids or query.task_type)
         if query.syntax == "fts":
-            match = query.text
+            return self._bm25(query.text, where, params, limit, filtered, user_query=query.text)
+        terms, frequency = self._useful_terms(query_terms(query.text), notes)
+        if not frequency or sum(frequency.values()) <= MAX_SCORED_MATCHES:
+            return self._bm25(" OR ".join(f'"{t}"' for t in terms), where, params, limit, filtered)
+        total = self._approximate_count()
+        ranked: list[tuple[int, float]] = []
+        if len(terms) > 1:
+            both = total * float(np.prod([frequency[t] / total for t in terms]))
+            ranked = self._bm25(" AND ".join(f'"{t}"' for t in terms), where, params, limit, filtered,
+                                after=self._recent_start(both, f"all of {terms}", notes))
+        if len(ranked) < limit:
+            rare, matches = [], 0
+            for term in sorted(terms, key=frequency.get):
+                if rare and matches + frequency[term] > MAX_SCORED_MATCHES:
+                    break
+                rare.append(term)
+                matches += frequency[term]
+            seen = {rowid for rowid, _ in ranked}
+            more = self._bm25(" OR ".join(f'"{t}"' for t in rare), where, params, limit, filtered,
+                              after=self._recent_start(matches, f"any of {rare}", notes))
+            ranked += [hit for hit in more if hit[0] not in seen][:limit - len(ranked)]
+        return ranked
+
+    def _recent_start(self, matches: float, what: str, notes: list[str]) -> int:
+        """Row id after which about MAX_SCORED_MATCHES of `matches` (spread over the store) lie: 0 if all fit."""
+        if matches <= MAX_SCORED_MATCHES:
+            return 0
+        recent = round(self._approximate_count() * MAX_SCORED_MATCHES / matches)
+        notes.append(f"{what}: ~{round(matches)} matches, ranked within the latest {recent} memories")
+        return self._last_rowid() - recent
+
+    def _bm25(self, match: str, where: str, params: list, limit: int, filtered: bool, *, after: int = 0,
+              user_query: str | None = None) -> list[tuple[int, float]]:
+        """Best `limit` memories (with row id > `after`) for an FTS5 expression. Unfiltered, the ranking reads
+        the full-text index alone (joining every match to its memory row would cost more than scoring it)
+        and drops replaced memories afterwards."""
+        if filtered:
+            sql = ("SELECT m.id, -bm25(memories_fts) AS score FROM memories_fts "
+                   f"JOIN memories m ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? "
+                   f"AND memories_fts.rowid > ? AND {where} ORDER BY score DESC, m.id DESC LIMIT ?")
+            args = [match, after, *params, limit]
         else:
-            terms, frequency = self._useful_terms(query_terms(query.text), notes)
-            match = " OR ".join(f'"{t}"' for t in terms)
-            if sum(frequency.get(t, 0) for t in terms) > MAX_SCORED_POSTINGS and len(terms) > 1:
-                notes.append(f"common terms: matched all of {terms} instead of any")
-                match = " AND ".join(f'"{t}"' for t in terms)
-        sql = ("SELECT m.id, -bm25(memories_fts) AS score FROM memories_fts "
-               f"JOIN memories m ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? AND {where} "
-               "ORDER BY score DESC, m.start_time DESC LIMIT ?")
+            sql = ("SELECT rowid, -bm25(memories_fts) AS score FROM memories_fts WHERE memories_fts MATCH ? "
+                   "AND rowid > ? ORDER BY score DESC, rowid DESC LIMIT ?")
+            args = [match, after, limit + REPLACED_SLACK]
         try:
-            return [(r[0], float(r[1])) for r in self._read(sql, [match, *params, limit])]
+            ranked = [(r[0], float(r[1])) for r in self._read(sql, args)]
         except sqlite_utils.db.sqlite3.OperationalError as err:
-            if query.syntax == "fts" and not any(word in str(err) for word in ("locked", "busy", "disk", "memory")):
-                raise StoreError(f"full-text query {query.text[:200]!r} is not valid FTS5 syntax ({err}); "
+            if user_query is not None and not any(w in str(err) for w in ("locked", "busy", "disk", "memory")):
+                raise StoreError(f"full-text query {user_query[:200]!r} is not valid FTS5 syntax ({err}); "
                                  "quote phrases, or search with plain words") from None
             raise
+        if filtered or not ranked or "replaced_by IS NULL" not in where:
+            return ranked[:limit]
+        replaced = {r[0] for r in self._read("SELECT id FROM memories WHERE id IN (SELECT value FROM json_each(?)) "
+                                             "AND replaced_by IS NOT NULL", (json.dumps([r for r, _ in ranked]),))}
+        return [hit for hit in ranked if hit[0] not in replaced][:limit]
 
     def _approximate_count(self) -> int:
         """Memories in the store, recounted at most every few seconds (a count reads a whole index)."""
-        now = time.monotonic()
-        if now - self._counted_at > 5.0:
-            self._count = max(1, self._read("SELECT count(*) FROM memories")[0][0])
-            self._counted_at = now
+        self._refresh_counts()
         return self._count
 
-    def _stems(self, terms: list[str]) -> dict[str, str]:
-        """The index form (Porter stem) of each term, by the same tokenizer in a scratch in-memory table."""
-        with self._lock:
-            if not self._stems_ready:
-                self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_stems USING "
-                                "fts5(text, tokenize='porter unicode61')")
-                self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_stems_vocab USING "
-                                "fts5vocab(temp, query_stems, 'instance')")
-                self.db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_vocab USING "
-                                "fts5vocab(main, memories_fts, 'row')")
-                self._stems_ready = True
-            self.db.execute("DELETE FROM temp.query_stems")
-            self.db.conn.executemany("INSERT INTO temp.query_stems (rowid, text) VALUES (?, ?)",
-                                     list(enumerate(terms, start=1)))
-            rows = self.db.execute("SELECT doc, term FROM temp.query_stems_vocab").fetchall()
-        stems = dict(rows)
-        return {t: stems.get(i, t) for i, t in enumerate(terms, start=1)}
+    def _last_rowid(self) -> int:
+        self._refresh_counts()
+        return self._last_id
+
+    def _refresh_counts(self) -> None:
+        now = time.monotonic()
+        if now - self._counted_at > COUNT_SECONDS:
+            self._count = max(1, self._read("SELECT count(*) FROM memories")[0][0])
+            self._last_id = self._read("SELECT coalesce(max(id), 0) FROM memories")[0][0]
+            self._counted_at = now
+            self._frequencies.clear()
 
     def _document_frequencies(self, terms: list[str]) -> dict[str, int]:
-        stems = self._stems(terms)
-        rows = self._read("SELECT term, doc FROM temp.memories_vocab WHERE term IN (SELECT value FROM json_each(?))",
-                          (json.dumps(list(set(stems.values()))),))
-        by_stem = dict(rows)
-        return {t: by_stem.get(s, 0) for t, s in stems.items()}
+        """Memories containing each term, estimated from the latest DF_SAMPLE_ROWS memories (bounded cost)
+        and kept for COUNT_SECONDS."""
+        total, last = self._approximate_count(), self._last_rowid()
+        sample = min(DF_SAMPLE_ROWS, total)
+        for term in terms:
+            if term not in self._frequencies:
+                found = self._read("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ? AND rowid > ?",
+                                   (f'"{term}"', last - DF_SAMPLE_ROWS))[0][0]
+                self._frequencies[term] = round(found * total / sample)
+        return {t: self._frequencies[t] for t in terms}
 
     def _useful_terms(self, terms: list[str], notes: list[str]) -> tuple[list[str], dict[str, int]]:
-        """Terms without the very common ones (if all are common: the rarest), and each term's document count."""
+        """Terms without the very common ones (if all are common: the rarest), and each term's document
+        count ({} in a small store, where every term is simply scored)."""
         total = self._approximate_count()
-        if len(terms) < 2 or total < PRUNE_FROM_ROWS:
+        if total < PRUNE_FROM_ROWS:
             return terms, {}
         frequency = self._document_frequencies(terms)
         useful = [t for t in terms if frequency[t] <= COMMON_TERM_SHARE * total]
@@ -464,7 +512,7 @@ class MemoryStore:
             useful = [min(terms, key=frequency.get)]
         if len(useful) < len(terms):
             notes.append(f"ignored common terms {[t for t in terms if t not in useful]}")
-        return useful, frequency
+        return useful, {t: frequency[t] for t in useful}
 
     def _vector_ranking(self, query: RecallQuery, embed, limit: int, notes: list[str]
                         ) -> list[tuple[int, float]] | None:
