@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -29,7 +30,7 @@ from taskmem_nodes.store.vectors import EXACT_LIMIT, VectorIndex
 
 KINDS = ("clip", "merged", "summary")
 MAX_SUMMARY_CHARS = 4 * MAX_DESCRIPTION_CHARS
-COMMON_TERM_SHARE = 0.2
+COMMON_TERM_SHARE = 0.5
 """A query term found in more than this share of memories is dropped (it barely ranks), unless all are."""
 PRUNE_FROM_ROWS = 10_000
 """Common terms are dropped only from stores this large (below, scoring every match is cheap)."""
@@ -39,6 +40,8 @@ COUNT_SECONDS = 60.0
 """The row count and term document counts used to plan text queries are refreshed this often."""
 DF_SAMPLE_ROWS = 50_000
 """Term document counts are estimated from this many latest memories."""
+MAX_WALKED_POSTINGS = 80_000
+"""An AND query whose terms' postings add up to more than this is also kept to the latest memories."""
 REPLACED_SLACK = 16
 """Extra hits an unfiltered text ranking reads, to make up for replaced memories dropped after it."""
 CANDIDATES_PER_LIST = 4
@@ -90,10 +93,19 @@ class MemoryStore:
             raise StoreError(f"{self.path} has schema version {self.schema_version()}; open it once for writing "
                              f"(e.g. start the store node) to migrate it to {SCHEMA_VERSION}")
         self.vectors = VectorIndex(conn, self.write, **({"probes": vector_probes} if vector_probes else {}))
+        # Vector search runs on a connection and thread of its own, beside the text search.
+        self._vector_conn = _connect(self.path, readonly=True)
+        _load_sqlite_vec(self._vector_conn)
+        self._vector_conn.execute("PRAGMA busy_timeout=5000")
+        self._vector_lock = threading.Lock()
+        self._vector_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vector-recall")
         self._count, self._last_id, self._counted_at = 1, 0, -1e9
         self._frequencies: dict[str, int] = {}
 
     def close(self) -> None:
+        self._vector_pool.shutdown()
+        with self._vector_lock:
+            self._vector_conn.close()
         with self._lock:
             self.db.close()
 
@@ -114,6 +126,10 @@ class MemoryStore:
     def _read(self, sql: str, params: Sequence | dict = ()) -> list[tuple]:
         with self._lock:
             return self.db.execute(sql, params).fetchall()
+
+    def _vector_read(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        with self._vector_lock:
+            return self._vector_conn.execute(sql, params).fetchall()
 
     # --- schema ---
     def schema_version(self) -> int:
@@ -344,12 +360,18 @@ class MemoryStore:
         rankings: list[list[tuple[int, float]]] = []
         candidates = query.k * CANDIDATES_PER_LIST if query.mode == "hybrid" else query.k
         has_text = query.text.strip() and (query.syntax == "fts" or query_terms(query.text))
-        if has_text and query.mode in ("hybrid", "text"):
-            rankings.append(self._text_ranking(query, where, params, candidates, result.notes))
+        vector_notes: list[str] = []
+        vectors = None
         if has_text and query.mode in ("hybrid", "vector"):
-            ranked = self._vector_ranking(query, embed, candidates, result.notes)
-            if ranked is not None:
-                rankings.append(ranked)
+            vectors = self._vector_pool.submit(self._vector_ranking, query, embed, candidates, vector_notes)
+        try:
+            if has_text and query.mode in ("hybrid", "text"):
+                rankings.append(self._text_ranking(query, where, params, candidates, result.notes))
+        finally:
+            ranked = vectors.result() if vectors is not None else None
+        result.notes.extend(vector_notes)
+        if ranked is not None:
+            rankings.append(ranked)
         if query.around is not None:
             rankings.append([(r[0], -r[1]) for r in self._read(
                 f"SELECT m.id, abs((m.start_time + m.end_time) / 2 - ?) AS distance FROM memories m WHERE {where} "
@@ -408,40 +430,45 @@ class MemoryStore:
     def _text_ranking(self, query: RecallQuery, where: str, params: list, limit: int,
                       notes: list[str]) -> list[tuple[int, float]]:
         """(row id, BM25 score) best first. Free text becomes quoted terms. In a large store the very common
-        terms are dropped, and scoring is bounded (~1 us per match): if the terms would match more than
-        MAX_SCORED_MATCHES memories, those with all of them come first, then those with the rarest, each
-        ranked within the latest memories that hold about MAX_SCORED_MATCHES matches."""
+        terms are dropped, and the work is bounded: if the terms would match more than MAX_SCORED_MATCHES
+        memories (scoring costs ~1 us each), terms absent from the latest memories (rare, so cheap) are
+        matched everywhere first, then memories with all the others, then those with the rarest, each
+        within the latest memories that keep the matches scored and postings walked within bounds."""
         filtered = query.window() != (None, None) or bool(query.entity_ids or query.task_type)
         if query.syntax == "fts":
             return self._bm25(query.text, where, params, limit, filtered, user_query=query.text)
         terms, frequency = self._useful_terms(query_terms(query.text), notes)
         if not frequency or sum(frequency.values()) <= MAX_SCORED_MATCHES:
-            return self._bm25(" OR ".join(f'"{t}"' for t in terms), where, params, limit, filtered)
-        total = self._approximate_count()
-        ranked: list[tuple[int, float]] = []
-        if len(terms) > 1:
-            both = total * float(np.prod([frequency[t] / total for t in terms]))
-            ranked = self._bm25(" AND ".join(f'"{t}"' for t in terms), where, params, limit, filtered,
-                                after=self._recent_start(both, f"all of {terms}", notes))
+            return self._bm25(_any(terms), where, params, limit, filtered)
+        seen = sorted((t for t in terms if frequency[t]), key=frequency.get)
+        unseen = [t for t in terms if not frequency[t]]
+        ranked = self._bm25(_any(unseen), where, params, limit, filtered) if unseen else []
+        if len(seen) > 1 and len(ranked) < limit:
+            total = self._approximate_count()
+            both = total * float(np.prod([frequency[t] / total for t in seen]))
+            walked = sum(frequency[t] for t in seen) * MAX_SCORED_MATCHES / MAX_WALKED_POSTINGS
+            more = self._bm25(" AND ".join(f'"{t}"' for t in seen), where, params, limit, filtered,
+                              after=self._recent_start(max(both, walked), f"all of {seen}", notes))
+            ranked = _append_new(ranked, more, limit)
         if len(ranked) < limit:
             rare, matches = [], 0
-            for term in sorted(terms, key=frequency.get):
+            for term in seen:
                 if rare and matches + frequency[term] > MAX_SCORED_MATCHES:
                     break
                 rare.append(term)
                 matches += frequency[term]
-            seen = {rowid for rowid, _ in ranked}
-            more = self._bm25(" OR ".join(f'"{t}"' for t in rare), where, params, limit, filtered,
+            more = self._bm25(_any(rare), where, params, limit, filtered,
                               after=self._recent_start(matches, f"any of {rare}", notes))
-            ranked += [hit for hit in more if hit[0] not in seen][:limit - len(ranked)]
+            ranked = _append_new(ranked, more, limit)
         return ranked
 
-    def _recent_start(self, matches: float, what: str, notes: list[str]) -> int:
-        """Row id after which about MAX_SCORED_MATCHES of `matches` (spread over the store) lie: 0 if all fit."""
-        if matches <= MAX_SCORED_MATCHES:
+    def _recent_start(self, cost: float, what: str, notes: list[str]) -> int:
+        """Row id after which the latest memories lie that hold MAX_SCORED_MATCHES of `cost` (matches, or
+        their equivalent in postings walked, spread over the store); 0 when all fit."""
+        if cost <= MAX_SCORED_MATCHES:
             return 0
-        recent = round(self._approximate_count() * MAX_SCORED_MATCHES / matches)
-        notes.append(f"{what}: ~{round(matches)} matches, ranked within the latest {recent} memories")
+        recent = round(self._approximate_count() * MAX_SCORED_MATCHES / cost)
+        notes.append(f"{what}: ranked within the latest {recent} memories")
         return self._last_rowid() - recent
 
     def _bm25(self, match: str, where: str, params: list, limit: int, filtered: bool, *, after: int = 0,
@@ -522,19 +549,20 @@ class MemoryStore:
         if embed is None:
             notes.append("no embedder: text-only recall")
             return None
-        if not self._read("SELECT 1 FROM memory_vectors LIMIT 1"):
+        if not self._vector_read("SELECT 1 FROM memory_vectors LIMIT 1"):
             notes.append("no memory is embedded yet: text-only recall")
             return None
-        pending = self._read("SELECT count(*) FROM memories WHERE embedded = 0 AND replaced_by IS NULL")[0][0]
+        pending = self._vector_read("SELECT count(*) FROM memories WHERE embedded = 0 AND replaced_by IS NULL")[0][0]
         if pending:
             notes.append(f"{pending} memories not embedded yet: found by their text alone")
         vector = np.asarray(embed(query.text), dtype=np.float32).reshape(-1)
         where, params = self._filter_sql(query)
         filtered = query.window() != (None, None) or query.entity_ids or query.task_type
-        if filtered and self._read(f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {where} LIMIT ?)",
-                                   [*params, EXACT_LIMIT + 1])[0][0] <= EXACT_LIMIT:
+        if filtered and self._vector_read(f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {where} LIMIT ?)",
+                                          [*params, EXACT_LIMIT + 1])[0][0] <= EXACT_LIMIT:
             notes.append("selective filter: exact vector search")
-            return self.vectors.search(vector, limit, where=where, params=params, join_memories=True, exact=True)
+            return self.vectors.search(vector, limit, where=where, params=params, join_memories=True, exact=True,
+                                       read=self._vector_read)
         clauses, params = ["1"], []
         start, end = query.window()
         if start is not None:
@@ -548,7 +576,8 @@ class MemoryStore:
             more, more_params = self._filter_sql(RecallQuery(entity_ids=query.entity_ids, task_type=query.task_type))
             clauses.append(more)
             params.extend(more_params)
-        return self.vectors.search(vector, limit, where=" AND ".join(clauses), params=params, join_memories=join)
+        return self.vectors.search(vector, limit, where=" AND ".join(clauses), params=params, join_memories=join,
+                                   read=self._vector_read)
 
     # --- reads ---
     def _memories_by_rowid(self, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
@@ -661,13 +690,10 @@ class MemoryStore:
         )
 
 
-def iter_batches(items: Iterable, size: int) -> Iterator[list]:
-    """Consecutive lists of `size` items (the last may be shorter)."""
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _any(terms: Sequence[str]) -> str:
+    return " OR ".join(f'"{t}"' for t in terms)
+
+
+def _append_new(ranked: list[tuple[int, float]], more: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
+    have = {rowid for rowid, _ in ranked}
+    return ranked + [hit for hit in more if hit[0] not in have][:limit - len(ranked)]

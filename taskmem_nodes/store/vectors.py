@@ -156,9 +156,11 @@ class VectorIndex:
         return np.argpartition(-scores, probes - 1)[:probes].tolist()
 
     def search(self, query: np.ndarray, k: int, *, where: str = "1", params: Sequence = (), join_memories: bool = False,
-               probes: int | None = None, exact: bool = False) -> list[tuple[int, float]]:
+               probes: int | None = None, exact: bool = False, read: Callable | None = None
+               ) -> list[tuple[int, float]]:
         """(memory rowid, cosine similarity) of the best k rows, best first. `where` is SQL over `v`
-        (memory_vectors) and, with `join_memories`, `m` (memories)."""
+        (memory_vectors) and, with `join_memories`, `m` (memories); `read(sql, params)` runs the query
+        (default: this index's connection)."""
         code = quantize(query)[0].tobytes()
         lists = None if exact else self.probe_lists(np.asarray(query, dtype=np.float32), probes)
         clauses, args = [where], list(params)
@@ -168,4 +170,5 @@ class VectorIndex:
         join = "JOIN memories m ON m.id = v.memory_rowid " if join_memories else ""
         sql = (f"SELECT v.memory_rowid, 1 - vec_distance_cosine(vec_int8(v.embedding), vec_int8(?)) AS similarity "
                f"FROM memory_vectors v {join}WHERE {' AND '.join(clauses)} ORDER BY similarity DESC LIMIT ?")
-        return [(r[0], float(r[1])) for r in self.execute(sql, [code, *args, k]).fetchall()]
+        rows = read(sql, [code, *args, k]) if read else self.execute(sql, [code, *args, k]).fetchall()
+        return [(r[0], float(r[1])) for r in rows]
