@@ -172,3 +172,19 @@ def test_a_memorys_own_text_finds_it(tmp_path_factory, texts, k):
     text_hits = store.recall(texts[-1], k=len(texts), mode="text")
     assert f"m{len(texts) - 1}" in {m.memory_id for m, _ in text_hits}
     store.close()
+
+
+def test_text_work_stays_bounded_as_the_store_grows(store, monkeypatch):
+    """A term in every memory is scored over the latest memories only, and 'latest' follows the growth."""
+    monkeypatch.setattr("taskmem_nodes.store.memory_store.PRUNE_FROM_ROWS", 10)
+    monkeypatch.setattr("taskmem_nodes.store.memory_store.MAX_SCORED_MATCHES", 20)
+    monkeypatch.setattr("taskmem_nodes.store.memory_store.COMMON_TERM_SHARE", 1.0)
+    fill(store, [f"the door opens, number {i}" for i in range(40)], embed=False)
+    first = store.search(RecallQuery("door", k=5, mode="text"))
+    assert any("latest 20 memories" in n for n in first.notes)
+    store.add_memories([MemoryRecord(f"n{i}", f"d{i}", 1000.0 + i, 1001.0 + i,
+                                     "door" if i < 380 else f"the door shuts slowly with a long creak, item {i}")
+                        for i in range(400)])  # BM25 prefers the short older ones: only the window excludes them
+    second = store.search(RecallQuery("door", k=5, mode="text"))
+    assert any("latest 20 memories" in n for n in second.notes), second.notes
+    assert all(m.memory_id.startswith("n") and int(m.memory_id[1:]) >= 380 for m, _ in second.hits)

@@ -116,8 +116,9 @@ class StoreNode(Node):
         end = to_seconds(request.end) or None
         try:
             if request.mode == "whole":
-                memories = self.store.memories(start=start, end=end, limit=self.max_whole)
-                hits, notes = [(m, 0.0) for m in memories], [f"whole memory: {len(memories)} memories"]
+                memories = self.store.memories(start=start, end=end, limit=self.max_whole + 1)
+                notes = [f"whole memory, cut to the first {self.max_whole}"] if len(memories) > self.max_whole else []
+                hits = [(m, 0.0) for m in memories[:self.max_whole]]
             else:
                 result = self.store.search(self._query(request, start, end), embed=self._embed_query())
                 hits, notes = result.hits, result.notes

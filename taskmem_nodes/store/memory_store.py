@@ -99,7 +99,7 @@ class MemoryStore:
         self._vector_conn.execute("PRAGMA busy_timeout=5000")
         self._vector_lock = threading.Lock()
         self._vector_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vector-recall")
-        self._count, self._last_id, self._counted_at = 1, 0, -1e9
+        self._count, self._last_id, self._counted_at, self._counted_last = 1, 0, -1e9, 0
         self._frequencies: dict[str, int] = {}
 
     def close(self) -> None:
@@ -499,7 +499,8 @@ class MemoryStore:
         return [hit for hit in ranked if hit[0] not in replaced][:limit]
 
     def _approximate_count(self) -> int:
-        """Memories in the store, recounted at most every few seconds (a count reads a whole index)."""
+        """Memories in the store, recounted (a count reads a whole index) every COUNT_SECONDS or when the
+        newest row id has moved by more than a tenth of the count."""
         self._refresh_counts()
         return self._count
 
@@ -508,12 +509,13 @@ class MemoryStore:
         return self._last_id
 
     def _refresh_counts(self) -> None:
+        last = self._read("SELECT coalesce(max(id), 0) FROM memories")[0][0]  # the key's last entry: cheap
         now = time.monotonic()
-        if now - self._counted_at > COUNT_SECONDS:
+        if now - self._counted_at > COUNT_SECONDS or abs(last - self._counted_last) > 0.1 * self._count:
             self._count = max(1, self._read("SELECT count(*) FROM memories")[0][0])
-            self._last_id = self._read("SELECT coalesce(max(id), 0) FROM memories")[0][0]
-            self._counted_at = now
+            self._counted_at, self._counted_last = now, last
             self._frequencies.clear()
+        self._last_id = last
 
     def _document_frequencies(self, terms: list[str]) -> dict[str, int]:
         """Memories containing each term, estimated from the latest DF_SAMPLE_ROWS memories (bounded cost)
