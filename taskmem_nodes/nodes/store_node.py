@@ -42,7 +42,8 @@ class StoreNode(Node):
         batch = declare(self, "embed_batch_size", 64, "Memories embedded per batch")
         probes = declare(self, "vector_probes", 16, "Inverted lists read per vector query (more: slower, exacter)")
         self.retention = RetentionConfig(
-            max_memories=declare(self, "retention_max_memories", 0, "Active memories kept at most (0 = unbounded)"),
+            max_memories=declare(self, "retention_max_memories", 0,
+                                 "Active memories kept at most (0 = unbounded; with no budget retention does nothing)"),
             max_bytes=declare(self, "retention_max_bytes", 0, "Payload bytes kept at most (0 = unbounded)"),
             merge_similarity=declare(self, "retention_merge_similarity", 0.8,
                                      "Word overlap at which consecutive memories merge (> 1 = never)"),

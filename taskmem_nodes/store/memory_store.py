@@ -292,8 +292,8 @@ class MemoryStore:
                             "VALUES (?, ?, ?, ?, ?)",
                             (task.task_id, int(task.answered), answer, task.option_index, task.answerer))
             self.db.execute("DELETE FROM answer_memories WHERE task_id = ?", (task.task_id,))
-            self.db.conn.executemany("INSERT OR IGNORE INTO answer_memories (memory_id, task_id) VALUES (?, ?)",
-                                     [(m, task.task_id) for m in cited])
+            self.db.conn.executemany("INSERT OR IGNORE INTO answer_memories (memory_id, task_id, position) "
+                                     "VALUES (?, ?, ?)", [(m, task.task_id, i) for i, m in enumerate(cited)])
 
     def add_adapter(self, version: str, path: str, base_model_version: str, task_types: Sequence[str],
                     released_at: float | None = None) -> None:
@@ -643,12 +643,13 @@ class MemoryStore:
     def tasks(self) -> Iterator[TaskLogRecord]:
         rows = self._read(
             "SELECT t.task_id, t.question, t.task_type, t.options, t.asked_at, a.answered, a.answer, a.option_index, "
-            "a.answerer, (SELECT json_group_array(memory_id) FROM answer_memories am WHERE am.task_id = t.task_id) "
+            "a.answerer, (SELECT json_group_array(memory_id) FROM (SELECT memory_id FROM answer_memories am "
+            "WHERE am.task_id = t.task_id ORDER BY position)) "
             "FROM tasks t LEFT JOIN answers a ON a.task_id = t.task_id ORDER BY t.asked_at")
         for task_id, question, task_type, options, asked_at, answered, answer, index, answerer, cited in rows:
             yield TaskLogRecord(task_id, question, asked_at, task_type or "", tuple(json.loads(options or "[]")),
                                 bool(answered), answer or "", -1 if index is None else index,
-                                tuple(sorted(json.loads(cited))), answerer or "")
+                                tuple(json.loads(cited)), answerer or "")
 
     def adapters(self) -> list[dict]:
         names = ("adapter_version", "path", "base_model_version", "task_types", "released_at")

@@ -1,5 +1,5 @@
-"""Bounded growth: merge near-duplicate consecutive memories, and consolidate old ones into coarser
-summaries until the store is within its budget (rows or payload bytes).
+"""Bounded growth: once a budget (rows or payload bytes) is set, merge near-duplicate consecutive
+memories, and consolidate old ones into coarser summaries until the store is within the budget.
 
 - **Merge**: consecutive memories (the next starts within `merge_gap_seconds` of the previous' end) whose
   content words overlap by at least `merge_similarity` (Jaccard) become one memory spanning both, with the
@@ -189,10 +189,11 @@ def consolidate(store: MemoryStore, config: RetentionConfig, report: RetentionRe
 
 
 def apply_retention(store: MemoryStore, config: RetentionConfig, since: float | None = None) -> RetentionReport:
-    """Merge near-duplicates (from `since`), then consolidate while over budget."""
+    """With a budget set: merge near-duplicates (from `since`), then consolidate while over budget. Without
+    one, memory is left as written."""
     report = RetentionReport(active_before=store.counts()["active_memories"])
-    report.merged, report.written = merge_near_duplicates(store, config, since)
     if config.bounded:
+        report.merged, report.written = merge_near_duplicates(store, config, since)
         consolidate(store, config, report)
     report.active_after = store.counts()["active_memories"]
     return report

@@ -55,7 +55,7 @@ TABLES_NEW_IN_V2 = [
     "CREATE INDEX memory_entities_by_memory ON memory_entities (memory_id)",
     "CREATE TABLE answers (task_id TEXT PRIMARY KEY REFERENCES tasks (task_id), answered INTEGER NOT NULL, "
     "answer TEXT NOT NULL, option_index INTEGER NOT NULL, answerer TEXT NOT NULL)",
-    "CREATE TABLE answer_memories (memory_id TEXT NOT NULL, task_id TEXT NOT NULL, "
+    "CREATE TABLE answer_memories (memory_id TEXT NOT NULL, task_id TEXT NOT NULL, position INTEGER NOT NULL, "
     "PRIMARY KEY (memory_id, task_id)) WITHOUT ROWID",
     "CREATE TABLE adapters (adapter_version TEXT PRIMARY KEY, path TEXT NOT NULL, base_model_version TEXT NOT NULL, "
     "task_types TEXT NOT NULL, released_at REAL NOT NULL)",
@@ -114,8 +114,8 @@ def migrate_1_to_2(execute) -> None:
     execute("INSERT INTO answers (task_id, answered, answer, option_index, answerer) "
             "SELECT task_id, coalesce(answered, 0), coalesce(answer, ''), coalesce(option_index, -1), "
             "coalesce(answerer, '') FROM tasks")
-    execute("INSERT OR IGNORE INTO answer_memories (memory_id, task_id) "
-            "SELECT j.value, t.task_id FROM tasks t, json_each(coalesce(t.memory_ids, '[]')) j")
+    execute("INSERT OR IGNORE INTO answer_memories (memory_id, task_id, position) "
+            "SELECT j.value, t.task_id, j.key FROM tasks t, json_each(coalesce(t.memory_ids, '[]')) j")
     for column in ("answered", "answer", "option_index", "memory_ids", "answerer"):
         execute(f"ALTER TABLE tasks DROP COLUMN {column}")
 
