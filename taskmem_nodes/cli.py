@@ -285,7 +285,8 @@ def memories_stats(
     kinds = dict(store.db.execute("SELECT kind, count(*) FROM memories WHERE replaced_by IS NULL GROUP BY kind"))
     stats = {**counts, "schema_version": store.schema_version(), "embedding_model": store.embedding_model(),
              "vector_lists": 0 if store.vectors.centroids is None else len(store.vectors.centroids),
-             "kinds": kinds, "first_start": span[0], "last_end": span[1], "payload_bytes": store.payload_bytes(),
+             "kinds": kinds, "adapter_versions": [a["adapter_version"] for a in store.adapters()],
+             "first_start": span[0], "last_end": span[1], "payload_bytes": store.payload_bytes(),
              "file_bytes": store.size_bytes()}
     if as_json:
         print(json.dumps(stats))

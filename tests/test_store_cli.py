@@ -25,6 +25,7 @@ def db(tmp_path):
                                      pose=(1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 1.0) if i == 0 else None)
                         for i in range(12)])
     store.log_task(TaskLogRecord("t", "who?", 1.0, answered=True, answer="person 1", memory_ids=("m1",)))
+    store.add_adapter("count-v2", "/adapters/count-v2.pt", "tiny", ["count"])
     apply_retention(store, RetentionConfig(max_memories=6, merge_similarity=2, keep_recent_seconds=30,
                                            summary_span_seconds=40))
     store.close()
@@ -74,6 +75,7 @@ def test_list_search_and_stats(db):
     assert bad.exit_code == 1 and "not valid FTS5 syntax" in bad.output
     stats = json.loads(runner.invoke(app, ["memories", "stats", "--db", str(db), "--json"]).output)
     assert stats["schema_version"] == 2 and stats["active_memories"] == 6 and stats["kinds"]["summary"] >= 1
+    assert stats["adapter_versions"] == ["count-v2"]
     missing = runner.invoke(app, ["memories", "list", "--db", str(db.parent / "nope.db")])
     assert missing.exit_code != 0 and "no memory database" in missing.output
 

@@ -405,26 +405,26 @@ class MemoryStore:
             clean_text("entity id", entity, MAX_ID_CHARS)
 
     @staticmethod
-    def _filter_sql(query: RecallQuery, alias: str = "m") -> tuple[str, list]:
-        """SQL over the memories alias `alias` for the query's filters, and its parameters."""
+    def _filter_sql(query: RecallQuery) -> tuple[str, list]:
+        """SQL over memories `m` for the query's filters, and its parameters."""
         clauses, params = ["1"], []
         start, end = query.window()
         if start is not None:
-            clauses.append(f"{alias}.end_time >= ?")
+            clauses.append("m.end_time >= ?")
             params.append(start)
         if end is not None:
-            clauses.append(f"{alias}.start_time <= ?")
+            clauses.append("m.start_time <= ?")
             params.append(end)
         if query.entity_ids:
-            clauses.append(f"{alias}.memory_id IN (SELECT memory_id FROM memory_entities WHERE entity_id IN "
-                           f"(SELECT value FROM json_each(?)))")
+            clauses.append("m.memory_id IN (SELECT memory_id FROM memory_entities WHERE entity_id IN "
+                           "(SELECT value FROM json_each(?)))")
             params.append(json.dumps(list(query.entity_ids)))
         if query.task_type:
-            clauses.append(f"{alias}.adapter_version IN (SELECT a.adapter_version FROM adapters a, "
+            clauses.append("m.adapter_version IN (SELECT a.adapter_version FROM adapters a, "
                            "json_each(a.task_types) t WHERE t.value = ?)")
             params.append(query.task_type)
         if not query.include_replaced:
-            clauses.append(f"{alias}.replaced_by IS NULL")
+            clauses.append("m.replaced_by IS NULL")
         return " AND ".join(clauses), params
 
     def _text_ranking(self, query: RecallQuery, where: str, params: list, limit: int,
@@ -596,12 +596,11 @@ class MemoryStore:
                           [*params, -1 if limit is None else limit, offset])
         return [self._memory(row) for row in rows]
 
-    def iter_memories(self, batch: int = 1000, include_replaced: bool = True) -> Iterator[MemoryRecord]:
-        """Every memory in row order, a batch of rows per query (for export)."""
+    def iter_memories(self, batch: int = 1000) -> Iterator[MemoryRecord]:
+        """Every memory (replaced ones too) in row order, a batch of rows per query (for export)."""
         last = 0
-        replaced = "" if include_replaced else "AND replaced_by IS NULL "
         while True:
-            rows = self._read(f"SELECT id, {', '.join(_MEMORY_COLUMNS)} FROM memories WHERE id > ? {replaced}"
+            rows = self._read(f"SELECT id, {', '.join(_MEMORY_COLUMNS)} FROM memories WHERE id > ? "
                               "ORDER BY id LIMIT ?", (last, batch))
             if not rows:
                 return
