@@ -57,13 +57,13 @@ def _fold(word: str) -> str:
     return word
 
 
-def _tokens(text: str) -> list[str]:
+def content_words(text: str) -> list[str]:
     """Content words of `text` in order, folded."""
     return [_fold(w) for w in re.findall(r"\w+", text.lower()) if w not in STOPWORDS]
 
 
 def _terms(text: str) -> set[str]:
-    return set(_tokens(text))
+    return set(content_words(text))
 
 
 def _states(phrase: list[str], tokens: list[str], slack: int = 1) -> bool:
@@ -85,7 +85,7 @@ _FILLER_WORDS = {_fold(w) for w in ("happen", "occur", "seen", "see", "saw", "ev
                                      "colour", "color", "kind", "type", "many", "much", "doing", "wear")}
 
 
-def _sentences(text: str) -> list[str]:
+def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
 
 
@@ -116,7 +116,7 @@ class LexicalAnswerer:
         order = next((_ORDER_WORDS[w] for w in words if w in _ORDER_WORDS), None)
         option_terms = [_terms(o) for o in options]
         not_subject = {_fold(w) for w in _ORDER_WORDS} | _FILLER_WORDS | set().union(*option_terms)
-        phrases = self._subject_phrases(_tokens(question), not_subject)
+        phrases = self._subject_phrases(content_words(question), not_subject)
         subject = {word for phrase in phrases for word in phrase}
         evidence = [e for e in self._statements(memories) if all(_states(p, list(e.tokens)) for p in phrases)]
         if not evidence:
@@ -140,8 +140,8 @@ class LexicalAnswerer:
 
     @staticmethod
     def _statements(memories: Sequence[MemoryRecord]) -> list[_Evidence]:
-        return [_Evidence(m.memory_id, (m.start, i), sentence, tuple(_tokens(sentence)))
-                for m in memories for i, sentence in enumerate(_sentences(m.text))]
+        return [_Evidence(m.memory_id, (m.start, i), sentence, tuple(content_words(sentence)))
+                for m in memories for i, sentence in enumerate(split_sentences(m.text))]
 
     def _choose(self, options, option_terms, subject, evidence, order, consulted) -> Answer:
         support: dict[int, list[_Evidence]] = {}

@@ -166,6 +166,31 @@ def ask(
         raise typer.Exit(1)
 
 
+def _open_store(db: Path, *, readonly: bool = True):
+    from taskmem_nodes.store import MemoryStore, StoreError
+
+    try:
+        return MemoryStore(db, readonly=readonly)
+    except StoreError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+def _memory_json(m) -> str:
+    return json.dumps({"memory_id": m.memory_id, "clip_id": m.clip_id, "start": m.start, "end": m.end,
+                       "text": m.text, "kind": m.kind, "entity_ids": list(m.entity_ids),
+                       "model_version": m.model_version, "adapter_version": m.adapter_version}, ensure_ascii=False)
+
+
+def _memory_table(title: str, rows, scores=None) -> Table:
+    table = Table(title=title)
+    for column in ("time", "memory", "kind", "model", "adapter", *(("score",) if scores else ())):
+        table.add_column(column)
+    for i, m in enumerate(rows):
+        table.add_row(f"{format_clock(m.start)}-{format_clock(m.end)}", m.text, m.kind, m.model_version,
+                      m.adapter_version or "-", *((f"{scores[i]:.3f}",) if scores else ()))
+    return table
+
+
 @memories_app.command("list")
 def memories_list(
     db: Annotated[Path, typer.Option(help="Database file")] = DEFAULT_DB,
@@ -173,25 +198,157 @@ def memories_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
     """List stored memories in time order."""
-    from taskmem_nodes.store import MemoryStore, StoreError
-
-    try:
-        store = MemoryStore(db, readonly=True)
-    except StoreError as err:
-        raise typer.BadParameter(str(err)) from None
+    store = _open_store(db)
     rows = store.memories(limit=limit)
     if as_json:
         for m in rows:
-            print(json.dumps({"memory_id": m.memory_id, "clip_id": m.clip_id, "start": m.start, "end": m.end,
-                              "text": m.text, "model_version": m.model_version,
-                              "adapter_version": m.adapter_version}))
+            print(_memory_json(m))
         return
-    table = Table(title=f"{len(rows)} of {store.counts()['memories']} memories in {db}")
-    for column in ("time", "memory", "model", "adapter"):
-        table.add_column(column)
-    for m in rows:
-        table.add_row(f"{format_clock(m.start)}-{format_clock(m.end)}", m.text, m.model_version,
-                      m.adapter_version or "-")
+    console.print(_memory_table(f"{len(rows)} of {store.counts()['active_memories']} memories in {db}", rows))
+
+
+@memories_app.command("search")
+def memories_search(
+    query: Annotated[str, typer.Argument(help="Words to look for ('' = most recent, or nearest to --around)")],
+    db: Annotated[Path, typer.Option(help="Database file")] = DEFAULT_DB,
+    k: Annotated[int, typer.Option(help="Memories to return")] = 8,
+    mode: Annotated[str, typer.Option(help="hybrid | text | vector")] = "hybrid",
+    start: Annotated[float | None, typer.Option(help="Only memories ending at or after this time (s)")] = None,
+    end: Annotated[float | None, typer.Option(help="Only memories starting at or before this time (s)")] = None,
+    around: Annotated[float | None, typer.Option(help="Also rank by closeness to this time (s)")] = None,
+    around_seconds: Annotated[float, typer.Option(help="Window half-width for --around")] = 600.0,
+    entity: Annotated[list[str] | None, typer.Option(help="Only memories mentioning this entity (repeat)")] = None,
+    task_type: Annotated[str, typer.Option(help="Only memories written under an adapter for this task type")] = "",
+    fts: Annotated[bool, typer.Option(help="The query is an FTS5 expression (e.g. 'red NEAR mug')")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Recall memories as the store node does: BM25 and MiniLM vectors fused, with filters."""
+    from taskmem_nodes.store import RecallQuery, StoreError
+
+    store = _open_store(db)
+    embed = None
+    if mode != "text" and store.counts()["memory_vectors"]:
+        from taskmem_nodes.store.embedder import TextEmbedder
+
+        embed = TextEmbedder().embed_query
+    try:
+        result = store.search(RecallQuery(
+            text=query, k=k, start=start, end=end, around=around, around_seconds=around_seconds,
+            entity_ids=tuple(entity or ()), task_type=task_type, mode=mode, syntax="fts" if fts else "words"),
+            embed=embed)
+    except StoreError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(1) from None
+    if as_json:
+        for m, score in result.hits:
+            print(json.dumps({**json.loads(_memory_json(m)), "score": score}, ensure_ascii=False))
+        return
+    for note in result.notes:
+        console.print(f"[dim]{note}[/]")
+    console.print(_memory_table(f"{len(result.hits)} memories for {query!r}", [m for m, _ in result.hits],
+                                [s for _, s in result.hits]))
+
+
+@memories_app.command("export")
+def memories_export(
+    out: Annotated[Path, typer.Option(help="JSONL file to write ('-' = standard output)")],
+    db: Annotated[Path, typer.Option(help="Database file")] = DEFAULT_DB,
+) -> None:
+    """Write every memory as one JSON object per line (import reads it back unchanged)."""
+    import sys
+
+    from tqdm import tqdm
+
+    from taskmem_nodes.store.jsonl import export_memories
+
+    store = _open_store(db)
+    total = store.counts()["memories"]
+    if str(out) == "-":
+        export_memories(store, sys.stdout)
+        return
+    with open(out, "w", encoding="utf-8") as target, tqdm(total=total, unit="memory", desc="export") as bar:
+        written = export_memories(store, target, bar.update)
+    console.print(f"exported {written} memories to {out}")
+
+
+@memories_app.command("import")
+def memories_import(
+    source: Annotated[Path, typer.Argument(help="JSONL file written by `taskmem memories export`")],
+    db: Annotated[Path, typer.Option(help="Database file (created if missing)")] = DEFAULT_DB,
+) -> None:
+    """Import exported memories; ids already stored are skipped, bad lines reported (exit code 1)."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.store.jsonl import import_memories
+
+    if not source.is_file():
+        raise typer.BadParameter(f"{source} is not a file")
+    store = _open_store(db, readonly=False)
+    with open(source, "rb") as lines, tqdm(total=source.stat().st_size, unit="B", unit_scale=True,
+                                           desc="import") as bar:
+        report = import_memories(store, _counted(lines, bar))
+    store.close()
+    console.print(f"imported {report.imported}, already stored {report.already_stored}, "
+                  f"refused {len(report.refused)}")
+    for number, reason in report.refused[:20]:
+        console.print(f"[red]line {number}[/]: {reason}")
+    if report.refused:
+        raise typer.Exit(1)
+
+
+def _counted(lines, bar):
+    for line in lines:
+        bar.update(len(line))
+        yield line
+
+
+@memories_app.command("embed")
+def memories_embed(
+    db: Annotated[Path, typer.Option(help="Database file")] = DEFAULT_DB,
+    reset: Annotated[bool, typer.Option(help="Forget every vector first (e.g. to change the embedding model)")
+                     ] = False,
+    batch: Annotated[int, typer.Option(help="Memories embedded per batch")] = 64,
+) -> None:
+    """Embed the memories that have no vector yet, as the store node's worker does (e.g. after an import).
+    Writes the database: run it while the store node is stopped (one writer)."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.store.embedder import TextEmbedder, embed_pending
+
+    store = _open_store(db, readonly=False)
+    if reset:
+        store.reset_embeddings()
+    embedder = TextEmbedder()
+    with tqdm(total=store.counts()["pending_embeddings"], unit="memory", desc="embed") as bar:
+        while stored := embed_pending(store, embedder.embed, embedder.name, batch):
+            bar.update(stored)
+    console.print(f"{store.counts()['memory_vectors']} memories embedded with {embedder.name}")
+    store.close()
+
+
+@memories_app.command("stats")
+def memories_stats(
+    db: Annotated[Path, typer.Option(help="Database file")] = DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="As one JSON object")] = False,
+) -> None:
+    """Counts, time span, embedding state, kinds and size of a memory database."""
+    store = _open_store(db)
+    counts = store.counts()
+    span = store.db.execute("SELECT min(start_time), max(end_time) FROM memories WHERE replaced_by IS NULL").fetchone()
+    kinds = dict(store.db.execute("SELECT kind, count(*) FROM memories WHERE replaced_by IS NULL GROUP BY kind"))
+    stats = {**counts, "schema_version": store.schema_version(), "embedding_model": store.embedding_model(),
+             "vector_lists": 0 if store.vectors.centroids is None else len(store.vectors.centroids),
+             "kinds": kinds, "adapter_versions": [a["adapter_version"] for a in store.adapters()],
+             "first_start": span[0], "last_end": span[1], "payload_bytes": store.payload_bytes(),
+             "file_bytes": store.size_bytes()}
+    if as_json:
+        print(json.dumps(stats))
+        return
+    table = Table(title=f"memory store {db}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for key, value in stats.items():
+        table.add_row(key, str(value))
     console.print(table)
 
 
@@ -212,6 +369,12 @@ def bench(
     limit: Annotated[int | None, typer.Option(help="Published dataset: at most this many streams")] = None,
     recall: Annotated[str, typer.Option(help="whole (the paper's protocol) | retrieval (top-k from the store)")] = (
         "whole"),
+    context_tokens: Annotated[int, typer.Option(help="Retrieval: answer context budget in tokens (0 = all recalled)")
+                              ] = 0,
+    max_memories: Annotated[int, typer.Option(help="Retention budget: active memories kept (0 = unbounded)")] = 0,
+    keep_recent: Annotated[float, typer.Option(help="Retention: seconds of recent memory never consolidated")
+                           ] = 60.0,
+    summary_span: Annotated[float, typer.Option(help="Retention: seconds per first-level summary")] = 60.0,
     reference: Annotated[str, typer.Option(help="Also report paired accuracy differences against this system")] = "",
     judge: Annotated[str, typer.Option(help="Open answers: normalized | openai:<base_url>#<model>")] = "normalized",
     model: Annotated[list[str] | None, typer.Option(
@@ -233,6 +396,7 @@ def bench(
     from taskmem_nodes.bench.runner import DatasetSpec, count_clips, memorizer_settings, run_benchmark
     from taskmem_nodes.sim.dataset import load_sim_config
     from taskmem_nodes.sim.tasks import parse_mix
+    from taskmem_nodes.store.retention import RetentionConfig
 
     seeds = seed or [0, 1]
     names = [s.strip() for s in systems.split(",") if s.strip()]
@@ -245,7 +409,9 @@ def bench(
             task_config.per_minute = tasks_per_minute
         spec = DatasetSpec(dataset, world_config, task_config, streams, annotations, videos, limit)
         open_judge = make_judge(judge)
-        config = BenchConfig(recall=recall)
+        retention = RetentionConfig(max_memories=max_memories, keep_recent_seconds=keep_recent,
+                                    summary_span_seconds=summary_span) if max_memories else None
+        config = BenchConfig(recall=recall, context_tokens=context_tokens, retention=retention)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     if dataset != "synthetic":
@@ -275,6 +441,38 @@ def bench(
     paths = report.write(out)
     console.print(report.to_markdown())
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+@app.command("bench-store")
+def bench_store(
+    size: Annotated[list[int] | None, typer.Option("--size", help="Memories to measure at (repeat; default 10k 100k)")
+                    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for the database, the Milvus Lite file and results.jsonl "
+                                           "(a later run resumes from what is there)")] = Path("runs/bench-store"),
+    distinct: Annotated[int, typer.Option(help="Distinct sentences embedded for real with MiniLM")] = 4000,
+    queries: Annotated[int, typer.Option(help="Queries timed per mode")] = 200,
+    probes: Annotated[int, typer.Option(help="Inverted lists read per vector query (ours and Milvus IVF_FLAT)")] = 16,
+    milvus: Annotated[bool, typer.Option(help="Also run Milvus Lite on the same memories and queries")] = True,
+) -> None:
+    """The store at scale against Milvus Lite: ingest, recall latency, recall@10 vs exact, size, RSS."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.store.benchmark import default_threads, markdown_table, run_store_benchmark
+
+    default_threads()
+    from taskmem_nodes.store.embedder import TextEmbedder
+
+    sizes = sorted(size or [10_000, 100_000])
+    if sizes[0] <= 0:
+        raise typer.BadParameter("sizes must be positive")
+    embedder = TextEmbedder(threads=1)
+    with tqdm(total=sizes[-1], unit="memory", desc="ingest") as bar:
+        results = run_store_benchmark(
+            out, sizes, embed=embedder.embed, embed_query=embedder.embed, distinct=distinct, queries=queries,
+            probes=probes, milvus=milvus, on_progress=bar.update,
+            report=lambda r: tqdm.write(f"{r.size:,}: " + ", ".join(f"{k}={v:.3g}" for k, v in r.figures.items())))
+    print(markdown_table(results, probes))
+    console.print(f"figures appended to {out / 'results.jsonl'}")
 
 
 def _token_counter():

@@ -22,6 +22,9 @@ class MemoryRecord:
     adapter_version: str = ""
     generation_seconds: float = 0.0
     created_at: float = field(default_factory=time.time)
+    frame_id: str = ""  # the frame `pose` is given in ("" = no pose)
+    pose: tuple[float, ...] | None = None  # (x, y, z, qx, qy, qz, qw) of the robot when the clip was seen
+    kind: str = "clip"  # clip: one clip's memory; merged: near-duplicates merged; summary: old memories consolidated
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,11 @@ def format_clock(seconds: float) -> str:
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
+def render_entry(memory: MemoryRecord) -> str:
+    """One memory as the paper renders it for question answering: `HH:MM:SS-HH:MM:SS\\n<description>`."""
+    return f"{format_clock(memory.start)}-{format_clock(memory.end)}\n{memory.text}"
+
+
 def render_memories(memories: Iterable[MemoryRecord]) -> str:
-    """Memory text for question answering, as in the paper: `HH:MM:SS-HH:MM:SS\\n<description>` per clip."""
-    ordered = sorted(memories, key=lambda m: m.start)
-    return "\n\n".join(f"{format_clock(m.start)}-{format_clock(m.end)}\n{m.text}" for m in ordered)
+    """Memory text for question answering, one entry per memory in time order."""
+    return "\n\n".join(render_entry(m) for m in sorted(memories, key=lambda m: m.start))

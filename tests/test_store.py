@@ -71,7 +71,7 @@ def test_rejected_outputs_and_tasks_are_kept(store):
     store.add_rejected(RejectedRecord("r1", "clip-9", 190.0, 200.0, "garbage \x00 output", "no </think>"))
     assert store.rejected()[0].raw_output == "garbage  output"
     task = TaskLogRecord("t1", "Where did the man go?", 500.0, task_type="location", answered=True,
-                         answer="into the shop", memory_ids=("m3",), answerer="lexical")
+                         answer="into the shop", memory_ids=("m3", "m1"), answerer="lexical")  # cited order kept
     store.log_task(task)
     assert list(store.tasks()) == [task]
     with pytest.raises(StoreError):

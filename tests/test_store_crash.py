@@ -64,3 +64,84 @@ def test_sigkill_during_ingest_loses_nothing(tmp_path, domain_id, ros_context):
     assert store.integrity_check() == "ok"
     executor.shutdown()
     node.destroy_node()
+
+
+WRITER = """
+import sys
+import numpy as np
+from taskmem_nodes.records import MemoryRecord
+from taskmem_nodes.store import MemoryStore
+store = MemoryStore(sys.argv[1])
+batch, batches = int(sys.argv[2]), int(sys.argv[3])
+rng = np.random.default_rng(0)
+for b in range(batches):
+    ids = [f"b{b:04d}-{i:03d}" for i in range(batch)]
+    store.add_memories([MemoryRecord(m, m, b * 10.0, b * 10.0 + 10, f"batch {b} memory {i} " * 8)
+                        for i, m in enumerate(ids)])
+    print("ack", b, flush=True)  # acknowledged only after the batch's transaction committed
+    pending = store.pending_embeddings(batch)
+    store.store_embeddings([r for r, _ in pending], rng.standard_normal((len(pending), 384)), "random")
+"""
+
+
+def _start_writer(db, batch, batches):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(batch), str(batches)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_sigkill_during_batch_ingest_keeps_every_acknowledged_batch_whole(tmp_path):
+    db = tmp_path / "memory.db"
+    writer = _start_writer(db, 50, 10_000)
+    acknowledged = []
+    for line in writer.stdout:
+        acknowledged.append(int(line.split()[1]))
+        if len(acknowledged) == 40:
+            break
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    store = MemoryStore(db)
+    assert store.integrity_check() == "ok"
+    ids = {m.memory_id for m in store.memories()}
+    assert {f"b{b:04d}-{i:03d}" for b in acknowledged for i in range(50)} <= ids
+    assert len(ids) % 50 == 0, "a batch is written whole or not at all"
+    vectors = store.counts()["memory_vectors"]
+    assert vectors % 50 == 0 and vectors <= len(ids)
+    store.close()
+
+
+def test_readers_while_the_writer_writes(tmp_path):
+    db = tmp_path / "memory.db"
+    MemoryStore(db).close()
+    writer = _start_writer(db, 20, 150)
+    errors, seen = [], []
+
+    def read():
+        store = MemoryStore(db, readonly=True)
+        last = 0
+        try:
+            while writer.poll() is None:
+                count = store.counts()["memories"]
+                assert count >= last, "a reader saw memories disappear"
+                last = count
+                hits = store.recall("batch memory", k=5, mode="text")
+                assert all(m.text.startswith("batch") for m, _ in hits)
+                assert len(store.memories(limit=3)) >= min(3, count)
+            seen.append(last)
+        except Exception as err:  # collected for the assertion below
+            errors.append(err)
+        finally:
+            store.close()
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(120)
+    assert writer.wait(60) == 0
+    assert errors == [] and len(seen) == 3 and max(seen) > 0
+    store = MemoryStore(db, readonly=True)
+    assert store.counts()["memories"] == 3000 and store.integrity_check() == "ok"
+    store.close()

@@ -17,6 +17,8 @@ from taskmem_nodes.bench.types import BenchStream, BenchTask
 from taskmem_nodes.clips import Clip, ClipCutter
 from taskmem_nodes.records import MemoryRecord
 from taskmem_nodes.store import MemoryStore
+from taskmem_nodes.store.context import assemble_context
+from taskmem_nodes.store.retention import RetentionConfig, apply_retention
 
 
 @dataclass
@@ -31,7 +33,12 @@ class BenchConfig:
     """"whole": the answerer reads every memory written before the question (the paper's protocol);
     "retrieval": it reads the `recall_k` memories the store ranks best for the question."""
     recall_k: int = 8
-    """Memories read per question in retrieval mode."""
+    """Candidate memories recalled per question in retrieval mode."""
+    context_tokens: int = 0
+    """Retrieval mode: the answer context's budget (0 = every recalled memory), counted as the answerer
+    node does (`taskmem_nodes.store.context.approximate_tokens`)."""
+    retention: RetentionConfig | None = None
+    """A retention policy applied after every memory written (None = memory grows without bound)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ def run_stream(stream: BenchStream, memorizer: StreamMemorizer, answerer: Answer
                                       model_version=memorizer.name)
                 store.add_memory(memory)
                 run.memories.append(memory)
+                if config.retention is not None:
+                    apply_retention(store, config.retention, since=memory.start - 2 * config.clip_seconds)
             if on_clip is not None:
                 on_clip()
         while pending:
@@ -108,6 +117,8 @@ def _answer(task: BenchTask, store: MemoryStore, answerer: Answerer, config: Ben
         query = " ".join((task.question, *task.options))
         memories = [m for m, _ in store.recall(query, k=config.recall_k, end=task.arrival)
                     if m.end <= task.arrival + 1e-6]
+        if config.context_tokens:
+            memories = list(assemble_context(memories, config.context_tokens).memories)
     else:
         raise ValueError(f"recall must be 'whole' or 'retrieval', got {config.recall!r}")
     answer = answerer.answer(task.question, list(task.options), memories)

@@ -66,6 +66,11 @@ def msg_to_clip(msg: ClipMsg) -> Clip:
 def memory_to_msg(memory: MemoryRecord, stamp: Time) -> MemoryMsg:
     msg = MemoryMsg()
     msg.header.stamp = stamp
+    msg.header.frame_id = memory.frame_id
+    if memory.pose is not None:
+        msg.has_pose = True
+        p, q = msg.pose.position, msg.pose.orientation
+        p.x, p.y, p.z, q.x, q.y, q.z, q.w = (float(v) for v in memory.pose)
     msg.memory_id, msg.clip_id = memory.memory_id, memory.clip_id
     msg.start, msg.end = to_time(memory.start), to_time(memory.end)
     msg.text = memory.text
@@ -73,15 +78,19 @@ def memory_to_msg(memory: MemoryRecord, stamp: Time) -> MemoryMsg:
     msg.raw_output = memory.raw_output
     msg.model_version, msg.adapter_version = memory.model_version, memory.adapter_version
     msg.generation_seconds = float(memory.generation_seconds)
+    msg.kind = memory.kind
     return msg
 
 
 def msg_to_memory(msg: MemoryMsg) -> MemoryRecord:
+    p, q = msg.pose.position, msg.pose.orientation
     return MemoryRecord(
         memory_id=msg.memory_id, clip_id=msg.clip_id, start=to_seconds(msg.start), end=to_seconds(msg.end),
         text=msg.text, entity_ids=tuple(msg.entity_ids), raw_output=msg.raw_output,
         model_version=msg.model_version, adapter_version=msg.adapter_version,
         generation_seconds=msg.generation_seconds, created_at=to_seconds(msg.header.stamp),
+        frame_id=msg.header.frame_id, pose=(p.x, p.y, p.z, q.x, q.y, q.z, q.w) if msg.has_pose else None,
+        kind=msg.kind or "clip",
     )
 
 

@@ -14,6 +14,7 @@ MEMORY_QOS = QoSProfile(
 """Memories keep the last 100 for late joiners: a store node restarted mid-stream receives what it missed."""
 
 ADAPTER_QOS = QoSProfile(
-    depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
+    depth=10, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
 )
-"""The adapter in use: the latest announcement waits for memorizers that start later."""
+"""Adapter announcements: a late joiner (the store, a restarted memorizer) receives the recent ones in order, the
+last being the adapter in use."""

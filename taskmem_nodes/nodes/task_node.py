@@ -1,8 +1,10 @@
 """task_node: answers `ask` goals (taskmem_interfaces/Ask) from memory only, and may abstain.
 
-For each question: recall memories from the store (`recall` service), give their text alone to the answerer,
-log the task with the answer and the memory ids used (`log_task` service), return the result. Feedback
-reports the stage; goals can be cancelled between stages.
+For each question: recall memories from the store (`recall` service: hybrid search, best first), assemble
+the answer context (the best that fit `context_token_budget`, in time order with their time spans; or, in
+`whole` mode, every memory: the paper's protocol), give that text alone to the answerer, log the task with
+the answer and the memory ids used (`log_task` service), return the result. Feedback reports the stage;
+goals can be cancelled between stages.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from taskmem_nodes.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
 from taskmem_nodes.nodes.spin import run_node, wait_for_future
 from taskmem_nodes.store import MAX_QUERY_CHARS
+from taskmem_nodes.store.context import CONTEXT_MODES, approximate_tokens, assemble_context, whole_context
 
 
 class TaskNode(Node):
@@ -30,7 +33,15 @@ class TaskNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__("task", **kwargs)
-        self.recall_k = declare(self, "recall_k", 8, "Memories recalled per question")
+        self.recall_k = declare(self, "recall_k", 32, "Candidate memories recalled per question (retrieval mode)")
+        self.context_mode = declare(self, "context_mode", "retrieval",
+                                    "retrieval: best memories within the token budget | whole: every memory")
+        self.context_budget = declare(self, "context_token_budget", 1024, "Tokens of memory text the answerer reads")
+        tokenizer = declare(self, "context_tokenizer", "qwen", "Counts the budget: qwen (the real Qwen tokenizer) "
+                            "| approximate (words and punctuation)")
+        if self.context_mode not in CONTEXT_MODES:
+            raise ValueError(f"context_mode must be one of {', '.join(CONTEXT_MODES)}, got {self.context_mode!r}")
+        self.count_tokens = _token_counter(tokenizer)
         self.timeout = declare(self, "service_timeout_seconds", 10.0, "Wait for the store's services this long")
         answerer = declare(self, "answerer", "lexical", "Answerer: lexical (deterministic reader)")
         min_overlap = declare(self, "min_overlap", 2, "Open questions: words a memory sentence must share to answer")
@@ -89,7 +100,7 @@ class TaskNode(Node):
 
         goal_handle.publish_feedback(Ask.Feedback(stage="recalling"))
         recall = Recall.Request(query=goal.question + " " + " ".join(goal.options), k=self.recall_k,
-                                start=goal.start, end=goal.end)
+                                start=goal.start, end=goal.end, mode="whole" if self.context_mode == "whole" else "")
         recalled = self._call(self.recall_client, recall)
         if recalled is None:
             return self._fail(goal_handle, "the store's recall service did not answer")
@@ -102,7 +113,12 @@ class TaskNode(Node):
             goal_handle.canceled()
             return Ask.Result(answered=False, option_index=-1, explanation="cancelled", task_id=task_id)
 
-        memories = [msg_to_memory(m) for m in recalled.memories]
+        recalled_memories = [msg_to_memory(m) for m in recalled.memories]
+        if self.context_mode == "whole":
+            context = whole_context(recalled_memories, self.count_tokens)
+        else:
+            context = assemble_context(recalled_memories, self.context_budget, self.count_tokens)
+        memories = list(context.memories)
         goal_handle.publish_feedback(Ask.Feedback(stage="answering", memories_considered=len(memories)))
         started = time.monotonic()
         answer = self.answerer.answer(goal.question, list(goal.options), memories)
@@ -122,7 +138,8 @@ class TaskNode(Node):
 
         self.counts["answered" if answer.answered else "abstained"] += 1
         self.get_logger().info(
-            f"{'answered' if answer.answered else 'abstained'} in {answer_seconds * 1000:.1f} ms: "
+            f"{'answered' if answer.answered else 'abstained'} in {answer_seconds * 1000:.1f} ms from "
+            f"{len(memories)} memories ({context.tokens} tokens): "
             f"{goal.question[:80]!r} -> {answer.text[:80]!r}"
         )
         goal_handle.succeed()
@@ -137,6 +154,17 @@ class TaskNode(Node):
             **self.counts, "answerer": self.answerer.name,
             "store_available": self.recall_client.service_is_ready(),
         }
+
+
+def _token_counter(name: str):
+    if name == "approximate":
+        return approximate_tokens
+    if name != "qwen":
+        raise ValueError(f"context_tokenizer must be qwen or approximate, got {name!r}")
+    from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
+
+    tokenizer = build_qwen_tokenizer()
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def main(args=None) -> None:

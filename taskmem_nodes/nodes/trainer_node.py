@@ -11,6 +11,7 @@ feedback, and can be cancelled; `set_adapter` (SetAdapter) rolls back or forward
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class TrainerNode(LifecycleNode):
         self.job: PhaseTwoJob | None = None
         self.job_types: list[str] = []
         self._by_action = False
+        self._job_lock = threading.Lock()  # the timer and the action server start jobs from different threads
         self.adapter_pub = None
         self._timer = None
         self._active = False
@@ -182,17 +184,20 @@ class TrainerNode(LifecycleNode):
         except Exception as err:  # a store being migrated or locked: try again at the next check
             self.last_error = f"cannot read the task log: {err}"
             return
-        if due:
-            self.get_logger().info(f"idle and due for {', '.join(due)}: starting Phase Two")
-            self._start_job(due)
+        with self._job_lock:
+            if due and self.job is None:
+                self.get_logger().info(f"idle and due for {', '.join(due)}: starting Phase Two")
+                self._start_job(due)
 
-    def _start_job(self, task_types: list[str], by_action: bool = False) -> None:
+    def _start_job(self, task_types: list[str], by_action: bool = False) -> PhaseTwoJob:
+        job = PhaseTwoJob(Path(self._param("store_path")).expanduser(), self.archive.root, self.data_dir,
+                          self.recipe, task_types, self._param("niceness"))
+        job.start()  # running before the timer can see it
         self._by_action = by_action  # the action's execute callback finishes its own job
-        self.job = PhaseTwoJob(Path(self._param("store_path")).expanduser(), self.archive.root, self.data_dir,
-                               self.recipe, task_types, self._param("niceness"))
         self.job_types = task_types
         self.counts["runs"] += 1
-        self.job.start()
+        self.job = job
+        return job
 
     def _finish_job(self, job: PhaseTwoJob) -> None:
         self.job = None
@@ -234,8 +239,12 @@ class TrainerNode(LifecycleNode):
         return GoalResponse.REJECT if self.job is not None or self.registry is None else GoalResponse.ACCEPT
 
     def _execute(self, handle):
-        self._start_job(list(handle.request.task_types), by_action=True)
-        job = self.job
+        with self._job_lock:
+            busy = self.job is not None
+            job = None if busy else self._start_job(list(handle.request.task_types), by_action=True)
+        if job is None:
+            handle.abort()
+            return TrainAdapter.Result(message="a Phase Two run is already in progress")
         while not job.wait(0.5):
             if handle.is_cancel_requested:
                 job.cancel()

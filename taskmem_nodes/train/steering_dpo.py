@@ -81,7 +81,7 @@ def train_steering_vector(policy: RestrictedPolicy, examples: Sequence[DpoExampl
             optimizer.step()
             entry = {"step": step, "loss": sum(losses) / len(losses),
                      "accuracy": sum(m > 0 for m in margins) / len(margins),
-                     "margin": sum(margins) / len(margins), "vector_norm": float(vector.norm())}
+                     "margin": sum(margins) / len(margins), "vector_norm": float(vector.detach().norm())}
             log.append(entry)
             if on_step is not None:
                 on_step(step, entry)

@@ -74,6 +74,7 @@ class PhaseTwoJob:
     report: dict | None = None
     error: str = ""
     cancelled: bool = False
+    _reader: threading.Thread | None = field(default=None, init=False, repr=False)
 
     def command(self) -> list[str]:
         command = [sys.executable, "-m", "taskmem_nodes.cli", "train", "phase-two", "--store", str(self.store),
@@ -115,10 +116,11 @@ class PhaseTwoJob:
 
     @property
     def running(self) -> bool:
-        return self._reader.is_alive()
+        """Started and not yet ended."""
+        return self._reader is not None and self._reader.is_alive()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """True when the job has ended."""
+        """True when the job (started) has ended."""
         self._reader.join(timeout)
         return not self._reader.is_alive()
 
