@@ -1,6 +1,7 @@
 """Phase Two end to end on a tiny model: a simulated deployment is recorded (memories, task log, clip archive),
 preferences are judged against the logged tasks, a steering vector is tuned by DPO and gated."""
 
+import dataclasses
 import json
 
 import pytest
@@ -58,3 +59,11 @@ def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
     assert gate["clips"] == 2 and gate["wins"] + gate["losses"] + gate["ties"] == 2
     assert len(report["dpo"]) == 2 and report["dpo"][-1]["vector_norm"] > 0
     assert json.loads((root / "out" / "report.json").read_text())["version"] == report["version"]
+    # the judged pairs are kept: another DPO setting reuses them instead of sampling and judging again
+    again = run_phase_two(loaded, dataclasses.replace(config, dpo={"steps": 1, "lr": 0.1}))
+    assert again["pairs"]["reused"] and not report["pairs"]["reused"]
+    assert {k: v for k, v in again["pairs"].items() if k != "reused"} == {
+        k: v for k, v in stats.items() if k != "reused"}
+    assert again["version"] != report["version"] and len(again["dpo"]) == 1
+    changed = run_phase_two(loaded, dataclasses.replace(config, rollouts=2, dpo={"steps": 1}))
+    assert not changed["pairs"]["reused"]  # other judging settings: judged afresh

@@ -13,12 +13,16 @@ A deployment is what the robot kept: its store (the memories it wrote, the task 
    (through the inference backend, hot-swapping between them), judged in both orders; the new adapter is
    released only when it wins at least `min_win_rate` of the decided comparisons; the verdict and figures
    go into the adapter's metadata and `<out>/report.json`.
+Sampling and judging (steps 1-2) are the long part: their pairs are kept in `<out>/pairs.json` and reused
+when the deployment, the policy and the judging settings are the same, so DPO settings can be tried again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 import random
 import time
 from collections import Counter, defaultdict
@@ -30,6 +34,7 @@ import torch
 
 from taskmem_nodes.adapters import AdapterRegistry
 from taskmem_nodes.models.steering import ADAPTER_SUFFIX, AdapterInfo, SteeringAdapter
+from taskmem_nodes.models.transformers_backend import checkpoint_version
 from taskmem_nodes.policy import MemoryParseError, parse_output
 from taskmem_nodes.records import TaskLogRecord
 from taskmem_nodes.train.deployment import Deployment
@@ -141,8 +146,9 @@ def inference_decoding(policy: RestrictedPolicy, settings: dict, max_new_tokens:
 def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[tuple[str, int]],
                   sampler: TaskSampler, judge: TaskJudge, config: PhaseTwoConfig, stats: PairStats,
                   decoding: tuple[Callable, int] = (list, 200),
-                  on_clip: Callable[[], None] | None = None) -> list[tuple[object, PreferencePair]]:
-    """Sample candidates from the frozen policy for each clip and select the method's pair."""
+                  on_clip: Callable[[], None] | None = None) -> list[tuple[str, int, PreferencePair]]:
+    """Sample candidates from the frozen policy for each clip and select the method's pair; returns
+    (stream id, position in the stream, pair)."""
     worlds = deployment.worlds()
     count_tokens = lambda text: len(policy.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     found = []
@@ -164,10 +170,51 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
         task_type, questions = sampler.draw()
         pair = pairs_for_clip(judge, ref, task_type, questions, candidates, stats, config.max_length_gap)
         if pair is not None:
-            found.append((request, pair))
+            found.append((stream_id, position, pair))
         if on_clip is not None:
             on_clip()
     return found
+
+
+PAIRS_FILE = "pairs.json"
+JUDGING_SETTINGS = ("rollouts", "temperature", "max_new_tokens", "questions", "recent_tasks", "min_tasks",
+                    "task_types", "max_length_gap", "validation_every", "judge", "seed")
+
+
+def pairs_key(deployment: Deployment, config: PhaseTwoConfig, model_version: str) -> str:
+    """What the judged pairs depend on: the deployment's clips and tasks, the policy, the judging settings."""
+    data = {"clips": sorted(a.clip.clip_id for clips in deployment.streams.values() for a in clips),
+            "tasks": sorted(t.task_id for t in deployment.tasks), "model": model_version,
+            "settings": {name: getattr(config, name) for name in JUDGING_SETTINGS}}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def save_pairs(path: Path, key: str, stats: PairStats, pairs: list[tuple[str, int, PreferencePair]]) -> None:
+    """The judged pairs, so DPO and the gate can be re-run without sampling and judging again (atomic)."""
+    rows = [{"stream_id": sid, "position": pos, "pair": dataclasses.asdict(pair)} for sid, pos, pair in pairs]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.name + ".partial")
+    staging.write_text(json.dumps({"key": key, "stats": dataclasses.asdict(stats), "pairs": rows}))
+    os.replace(staging, path)
+
+
+def load_pairs(path: Path, key: str) -> tuple[PairStats, list[tuple[str, int, PreferencePair]]] | None:
+    """The pairs saved for `key`, or None (no file, another deployment or settings, or an unreadable file)."""
+    try:
+        data = json.loads(path.read_text())
+        if data["key"] != key:
+            return None
+        pairs = []
+        for row in data["pairs"]:
+            pair = row["pair"]
+            chosen, rejected = (Candidate(**{**pair[side], "output_ids": tuple(pair[side]["output_ids"])})
+                                for side in ("chosen", "rejected"))
+            clip = ClipRef(pair["clip"]["stream_id"], pair["clip"]["index"], tuple(pair["clip"]["preceding"]))
+            pairs.append((row["stream_id"], row["position"],
+                          PreferencePair(clip, pair["task_type"], chosen, rejected, pair["chain"])))
+        return PairStats(**data["stats"]), pairs
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def split_clips(deployment: Deployment, every: int) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -250,14 +297,21 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
     policy = RestrictedPolicy.load(settings["model_path"])
     layer = resolve_layer(policy.model, config.layer)
     train_clips, held_out = split_clips(deployment, config.validation_every)
-    stats = PairStats()
-    tick = progress("judging candidates", len(train_clips)) if progress else None
-    decoding = inference_decoding(policy, settings, config.max_new_tokens)
-    pairs = collect_pairs(policy, deployment, train_clips, sampler, judge, config, stats, decoding, tick)
+    key = pairs_key(deployment, config, checkpoint_version(Path(settings["model_path"])))
+    cached = load_pairs(out / PAIRS_FILE, key)
+    if cached is not None:  # the same deployment, policy and judging settings: reuse the judged pairs
+        stats, pairs = cached
+    else:
+        stats = PairStats()
+        tick = progress("judging candidates", len(train_clips)) if progress else None
+        decoding = inference_decoding(policy, settings, config.max_new_tokens)
+        pairs = collect_pairs(policy, deployment, train_clips, sampler, judge, config, stats, decoding, tick)
+        save_pairs(out / PAIRS_FILE, key, stats, pairs)
     judged_at = time.monotonic()
     if not pairs:
         raise ValueError(f"no preference pair survived selection: {dataclasses.asdict(stats)}")
-    examples = [DpoExample(request, pair.chosen.output_ids, pair.rejected.output_ids) for request, pair in pairs]
+    examples = [DpoExample(deployment.request(stream_id, position, policy.frames_per_clip), pair.chosen.output_ids,
+                           pair.rejected.output_ids) for stream_id, position, pair in pairs]
     dpo = DpoSettings(**config.dpo)
     tick = progress("DPO steps", dpo.steps) if progress else None
     vector, dpo_log = train_steering_vector(policy, examples, layer, dpo, on_step=(lambda *_: tick()) if tick else None)
@@ -272,7 +326,8 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
                        created_at=time.time())
     candidate = SteeringAdapter(vector, info)
     tick = progress("evaluation gate", len(held_out)) if progress else None
-    gate = evaluation_gate(backend, deployment, held_out, sampler, judge, candidate, current, tick)
+    gate_questions = TaskSampler(deployment.tasks, config, random.Random(config.seed + 1))  # same with a cache
+    gate = evaluation_gate(backend, deployment, held_out, gate_questions, judge, candidate, current, tick)
     released = gate["win_rate"] >= config.min_win_rate
     gate |= {"released": released, "min_win_rate": config.min_win_rate,
              "against": current.version if current else "base policy"}
@@ -288,7 +343,7 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
     report = {
         "adapter": str(target), "version": info.version, "released": released, "layer": layer,
         "task_types": sampler.task_types, "task_counts": dict(Counter(t.task_type for t in deployment.tasks)),
-        "pairs": dataclasses.asdict(stats), "dpo": dpo_log, "gate": gate,
+        "pairs": dataclasses.asdict(stats) | {"reused": cached is not None}, "dpo": dpo_log, "gate": gate,
         "seconds": {"judging": judged_at - started, "dpo": trained_at - judged_at,
                     "gate": time.monotonic() - trained_at},
         "config": dataclasses.asdict(config),
