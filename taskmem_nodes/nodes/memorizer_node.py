@@ -28,7 +28,7 @@ from taskmem_nodes.nodes.conversions import memory_to_msg, msg_to_clip, rejected
 from taskmem_nodes.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
 from taskmem_nodes.nodes.qos import ADAPTER_QOS, CLIP_QOS, MEMORY_QOS
-from taskmem_nodes.nodes.spin import run_node
+from taskmem_nodes.nodes.spin import autostart_lifecycle, run_node
 from taskmem_nodes.paths import default_model_dir
 from taskmem_nodes.records import MemoryRecord
 
@@ -229,13 +229,8 @@ class MemorizerNode(LifecycleNode):
         super().destroy_node()
 
 
-def _autostart(node: MemorizerNode) -> None:
-    if node.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-        node.trigger_activate()
-
-
 def main(args=None) -> None:
-    run_node(MemorizerNode, args, threads=2, on_start=_autostart)
+    run_node(MemorizerNode, args, threads=2, on_start=autostart_lifecycle)
 
 if __name__ == "__main__":
     main()

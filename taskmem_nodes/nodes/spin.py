@@ -33,6 +33,14 @@ def run_node(make_node: Callable[[], Node], args=None, *, threads: int = 1,
         rclpy.try_shutdown()
 
 
+def autostart_lifecycle(node) -> None:
+    """`on_start` of a lifecycle node with an `autostart` flag: configure, then activate if that succeeded."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    if node.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        node.trigger_activate()
+
+
 def wait_for_future(future, timeout: float) -> bool:
     """Block this thread until an rclpy future completes while another thread spins; False on timeout."""
     done = threading.Event()

@@ -31,7 +31,7 @@ from taskmem_nodes.nodes.conversions import msg_to_clip
 from taskmem_nodes.nodes.diagnostics import ERROR, OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
 from taskmem_nodes.nodes.qos import ADAPTER_QOS, CLIP_QOS
-from taskmem_nodes.nodes.spin import run_node
+from taskmem_nodes.nodes.spin import autostart_lifecycle, run_node
 from taskmem_nodes.paths import config_dir
 from taskmem_nodes.train.trainer import IdleDetector, PhaseTwoJob, RetrainSchedule
 
@@ -296,13 +296,8 @@ class TrainerNode(LifecycleNode):
         return level, self.last_error or "ok", values
 
 
-def _autostart(node: TrainerNode) -> None:
-    if node.autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-        node.trigger_activate()
-
-
 def main(args=None) -> None:
-    run_node(TrainerNode, args, threads=3, on_start=_autostart)
+    run_node(TrainerNode, args, threads=3, on_start=autostart_lifecycle)
 
 
 if __name__ == "__main__":

@@ -145,11 +145,10 @@ def inference_decoding(policy: RestrictedPolicy, settings: dict, max_new_tokens:
 
 def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[tuple[str, int]],
                   sampler: TaskSampler, judge: TaskJudge, config: PhaseTwoConfig, stats: PairStats,
-                  decoding: tuple[Callable, int] = (list, 200),
+                  worlds: dict, decoding: tuple[Callable, int] = (list, 200),
                   on_clip: Callable[[], None] | None = None) -> list[tuple[str, int, PreferencePair]]:
     """Sample candidates from the frozen policy for each clip and select the method's pair; returns
-    (stream id, position in the stream, pair)."""
-    worlds = deployment.worlds()
+    (stream id, position in the stream, pair). `worlds` (the deployment's simulated ones) judge correctness."""
     count_tokens = lambda text: len(policy.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     found = []
     for stream_id, position in clips:
@@ -287,8 +286,8 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
     sampler = TaskSampler(deployment.tasks, config, rng)
     if not sampler.task_types:
         raise ValueError(f"no task type was asked at least {config.min_tasks} times in the recent task log")
+    worlds = deployment.worlds()  # simulating a world is not free: once per run
     if judge is None:
-        worlds = deployment.worlds()
         if config.judge == "ground-truth" and set(deployment.streams) - set(worlds):
             raise ValueError("the ground-truth judge needs a simulated world for every stream; on real video use "
                              "judge: openai:<base_url>#<model> in the recipe")
@@ -305,7 +304,8 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
         stats = PairStats()
         tick = progress("judging candidates", len(train_clips)) if progress else None
         decoding = inference_decoding(policy, settings, config.max_new_tokens)
-        pairs = collect_pairs(policy, deployment, train_clips, sampler, judge, config, stats, decoding, tick)
+        pairs = collect_pairs(policy, deployment, train_clips, sampler, judge, config, stats, worlds, decoding,
+                              tick)
         save_pairs(out / PAIRS_FILE, key, stats, pairs)
     judged_at = time.monotonic()
     if not pairs:
