@@ -1,13 +1,14 @@
 """A bounded archive of recent clips on disk, for learning in idle time (Phase Two needs the frames again).
 
-One compressed `.npz` per clip (its frames, stamps and metadata), written to a temporary name and renamed,
-so a killed process leaves either the whole clip or nothing. The oldest clips are deleted beyond
-`max_clips`. Metadata may carry where a clip came from (a simulated world's settings, so ground truth can be
-recomputed).
+One compressed `.npz` per clip (its frames, stamps and metadata, with the tracker's people per frame), written
+to a temporary name and renamed, so a killed process leaves either the whole clip or nothing. The oldest clips
+are deleted beyond `max_clips`. Metadata may carry where a clip came from (a simulated world's settings, so
+ground truth can be recomputed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from taskmem_nodes.clips import Clip, Frame
+from taskmem_nodes.clips import Clip, Detection, Frame
 
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -45,7 +46,9 @@ class ClipArchive:
     def add(self, clip: Clip, stream_id: str, index: int, source: dict | None = None) -> Path:
         frames = np.stack([f.image for f in clip.frames]) if clip.frames else np.zeros((0, 1, 1, 3), np.uint8)
         meta = {"clip_id": clip.clip_id, "stream_id": stream_id, "index": index, "start": clip.start,
-                "end": clip.end, "sample_fps": clip.sample_fps, "source": source or {}}
+                "end": clip.end, "sample_fps": clip.sample_fps, "source": source or {},
+                "detections": [None if f.detections is None else [dataclasses.astuple(d) for d in f.detections]
+                               for f in clip.frames]}
         name = f"{clip.start:014.3f}-{_SAFE_ID.sub('_', stream_id)[:64]}-{index:06d}.npz"
         path = self.root / name
         staging = path.with_name(path.name + ".partial")
@@ -82,6 +85,12 @@ class ClipArchive:
                 frames, stamps = data["frames"], data["stamps"]
         except (OSError, ValueError, KeyError) as err:
             raise ArchiveError(f"cannot read archived clip {path}: {err}") from None
-        clip = Clip(meta["clip_id"], meta["start"], meta["end"],
-                    tuple(Frame(float(t), f) for t, f in zip(stamps, frames, strict=True)), meta["sample_fps"])
+        people = meta.get("detections") or [None] * len(stamps)  # archives written before trackers had none
+        try:
+            people = [None if p is None else tuple(Detection(*d) for d in p) for p in people]
+            clip = Clip(meta["clip_id"], meta["start"], meta["end"],
+                        tuple(Frame(float(t), f, d) for t, f, d in zip(stamps, frames, people, strict=True)),
+                        meta["sample_fps"])
+        except (TypeError, ValueError) as err:
+            raise ArchiveError(f"archived clip {path} has bad tracker outputs: {err}") from None
         return ArchivedClip(clip, meta["stream_id"], meta["index"], meta.get("source", {}))

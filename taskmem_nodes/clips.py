@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import threading
+from collections import deque
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A tracked person in a frame, as a tracker reports them: a stable id and a box in image fractions."""
+
+    entity_id: str  # the tracker's id, stable across frames (e.g. "face_3", "person_7")
+    x: float  # box centre, 0 (left) .. 1 (right)
+    y: float  # box centre, 0 (top) .. 1 (bottom)
+    width: float = 0.0
+    height: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -14,6 +27,7 @@ class Frame:
 
     stamp: float  # seconds (ROS time of the image header; sim time under use_sim_time)
     image: np.ndarray  # (H, W, 3) uint8 RGB
+    detections: tuple[Detection, ...] | None = None  # the tracker's people in this frame; None: no tracker
 
 
 @dataclass(frozen=True)
@@ -29,6 +43,39 @@ class Clip:
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+
+class DetectionBuffer:
+    """A person tracker's recent outputs by image stamp, joined to clips' frames when the clips are cut (the
+    tracker's message for a frame may come a little after the image).
+
+    Before the first tracker output the frames stay untracked (None); afterwards a frame with no output within
+    `tolerance` seconds of its stamp saw nobody (trackers that publish only when they see someone)."""
+
+    def __init__(self, tolerance: float = 0.05, keep: int = 1000):
+        self.tolerance = tolerance
+        self._outputs: deque[tuple[float, tuple[Detection, ...]]] = deque(maxlen=keep)
+        self._lock = threading.Lock()  # the tracker's callback adds while the camera worker attaches
+        self.received = 0
+
+    def add(self, stamp: float, detections: tuple[Detection, ...]) -> None:
+        with self._lock:
+            self._outputs.append((stamp, tuple(detections)))
+            self.received += 1
+
+    def lookup(self, stamp: float) -> tuple[Detection, ...] | None:
+        if not self.received:
+            return None
+        with self._lock:
+            best = min(self._outputs, key=lambda output: abs(output[0] - stamp), default=None)
+        return best[1] if best is not None and abs(best[0] - stamp) <= self.tolerance else ()
+
+    def attach(self, clip: Clip) -> Clip:
+        """`clip` with the tracker's people in each frame (unchanged before any tracker output)."""
+        if not self.received:
+            return clip
+        frames = tuple(replace(frame, detections=self.lookup(frame.stamp)) for frame in clip.frames)
+        return replace(clip, frames=frames)
 
 
 @dataclass
@@ -79,8 +126,9 @@ class ClipCutter:
             return False
         return stamp >= self._next_sample
 
-    def add(self, stamp: float, image: np.ndarray) -> list[Clip]:
-        """Add a sampled frame; returns the clips it completed (usually none, one at a boundary)."""
+    def add(self, stamp: float, image: np.ndarray, detections: tuple[Detection, ...] | None = None) -> list[Clip]:
+        """Add a sampled frame (with the tracker's detections, when there is a tracker); returns the clips it
+        completed (usually none, one at a boundary)."""
         done: list[Clip] = []
         if stamp < self._last_stamp:
             if self._last_stamp - stamp <= self.reset_after_seconds:
@@ -98,7 +146,7 @@ class ClipCutter:
             done.extend(self.flush())
         if not self._frames:
             self._clip_index = index
-        self._frames.append(Frame(stamp, image))
+        self._frames.append(Frame(stamp, image, detections))
         self.stats.frames_sampled += 1
         self._last_stamp = stamp
         # next sample on the grid origin + n / fps, so sampling stays aligned with clip boundaries

@@ -83,13 +83,51 @@ def select_window(clips: Sequence[Clip], current: Clip, window_clips: int = WIND
     return [*earlier[-(window_clips - 1):], current] if window_clips > 1 else [current]
 
 
+def entity_tag_id(entity_id: str) -> str:
+    """A tracker's id as the entity id the prompt tags and the parser reads: kept when it is already of the form
+    `face_3` / `person_3` / `body_3` / `object_3`, else `face_` + its letters and digits ("17" -> "face_17")."""
+    if _ENTITY_TAG.fullmatch(f"<{entity_id}>"):
+        return entity_id
+    return "face_" + ("".join(ch for ch in entity_id if ch.isascii() and ch.isalnum())[:32] or "unknown")
+
+
+def _side(x: float) -> str:
+    return "left" if x < 1 / 3 else "right" if x > 2 / 3 else "middle"
+
+
+def tracked_people(clip: Clip) -> list[tuple[str, str]] | None:
+    """(entity id, side of the view at its last sighting) of every person the tracker saw in `clip`, left to
+    right; None when the clip's frames carry no tracker output."""
+    if all(frame.detections is None for frame in clip.frames):
+        return None
+    last_seen: dict[str, float] = {}
+    for frame in clip.frames:
+        for detection in frame.detections or ():
+            last_seen[entity_tag_id(detection.entity_id)] = detection.x
+    return [(entity, _side(x)) for entity, x in sorted(last_seen.items(), key=lambda item: (item[1], item[0]))]
+
+
+def tracker_line(people: list[tuple[str, str]] | None) -> str | None:
+    """The prompt's line on who the tracker saw in the newest clip (the paper's `<face_k>` ids); None without a
+    tracker."""
+    if people is None:
+        return None
+    if not people:
+        return "The person tracker sees nobody in the newest clip."
+    return "The person tracker sees in the newest clip: " + ", ".join(
+        f"<{entity}> ({side})" for entity, side in people) + "."
+
+
 def build_prompt_text(window_start: float, current: Clip, preceding: Sequence[PrecedingMemory]) -> str:
-    """The user instruction: where the newest clip is in the video, and what was already written."""
+    """The user instruction: where the newest clip is in the video, who the tracker saw in it, and what was
+    already written."""
     rel_start, rel_end = current.start - window_start, current.end - window_start
     lines = [
         f"The video shows the robot's camera for the last {rel_end:.0f} seconds. "
         f"The newest clip is from {_clock(rel_start)} to {_clock(rel_end)}.",
     ]
+    if tracked := tracker_line(tracked_people(current)):
+        lines.append(tracked)
     if preceding:
         lines.append("Memories you already wrote for the earlier clips:")
         lines += [f"[{_clock(m.start - window_start)}-{_clock(m.end - window_start)}] {m.text}" for m in preceding]

@@ -1,11 +1,13 @@
 """Camera streams from files: a video (anything OpenCV reads), a folder of images, or a rosbag2 (.mcap/.db3).
 
-Every source yields `(offset_seconds, rgb_frame)` in stream order, offsets starting at 0.
+Every source yields `(offset_seconds, rgb_frame)` in stream order, offsets starting at 0. The simulated world
+also has a person tracker (`SourceInfo.detections`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +15,33 @@ import cv2
 import numpy as np
 import yaml
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from taskmem_nodes.clips import Detection, DetectionBuffer
 from taskmem_nodes.images import ImageDecodeError, compressed_to_rgb, encode_jpeg, raw_to_rgb
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+TRACKER_TYPE = "taskmem_interfaces/msg/TrackedEntities"
+TRACKER_TOLERANCE = 0.05
+"""Largest stamp difference (s) between an image and its tracker output in a bag."""
 _TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
+
+
+def _register_tracker_types() -> None:
+    """Teach the bag reader and writer our tracker messages, from their .msg files (installed, or in the
+    source tree)."""
+    here = Path(__file__).resolve().parents[1]
+    for folder in (Path(sys.prefix) / "share/taskmem_interfaces/msg", here / "ros2_ws/src/taskmem_interfaces/msg"):
+        if (folder / "TrackedEntities.msg").exists():
+            types = {}
+            for name in ("TrackedEntity", "TrackedEntities"):
+                types.update(get_types_from_msg((folder / f"{name}.msg").read_text(), f"taskmem_interfaces/msg/{name}"))
+            _TYPESTORE.register(types)
+            return
+
+
+_register_tracker_types()
 
 
 class SourceError(ValueError):
@@ -31,6 +53,7 @@ class SourceInfo:
     kind: str  # "video" | "images" | "rosbag2" | "sim"
     fps: float | None  # nominal rate, None when stamps decide
     frames: int | None  # number of frames when known
+    detections: Callable[[float], tuple[Detection, ...]] | None = None  # the person tracker at an offset, if any
 
 
 FrameStream = Iterator[tuple[float, np.ndarray]]
@@ -79,7 +102,7 @@ def _video(path: Path):
 
 
 def _sim_world(path: Path, seed: int | None):
-    from taskmem_nodes.sim.dataset import load_sim_config, world_frames  # the world renders through this module
+    from taskmem_nodes.sim.dataset import load_sim_config, world_detections, world_frames
     from taskmem_nodes.sim.world import World
 
     try:
@@ -88,7 +111,7 @@ def _sim_world(path: Path, seed: int | None):
         raise SourceError(f"bad world file {path}: {err}") from None
     world = World(world_config)
     frames = round(world_config.clips * world_config.clip_seconds * world_config.fps)
-    return SourceInfo("sim", world_config.fps, frames), world_frames(world)
+    return SourceInfo("sim", world_config.fps, frames, world_detections(world)), world_frames(world)
 
 
 def _image_folder(path: Path, fps: float):
@@ -116,6 +139,7 @@ def _bag(path: Path, topic: str):
         raise SourceError(f"no image topic{' ' + topic if topic else ''} in {path}; topics: {topics or 'none'}")
     chosen = [c for c in connections if c.topic == connections[0].topic]
     count = sum(c.msgcount for c in chosen)
+    tracker = _bag_tracker(reader, path)
 
     def frames():
         first = None
@@ -131,7 +155,27 @@ def _bag(path: Path, topic: str):
         finally:
             reader.close()
 
-    return SourceInfo("rosbag2", None, count), frames()
+    return SourceInfo("rosbag2", None, count, tracker), frames()
+
+
+def _bag_tracker(reader: Reader, path: Path) -> Callable[[float], tuple[Detection, ...]] | None:
+    """The bag's person tracker outputs (TrackedEntities) as a lookup by offset from the first image; None when
+    it recorded none."""
+    connections = [c for c in reader.connections if c.msgtype == TRACKER_TYPE]
+    if not connections or TRACKER_TYPE not in _TYPESTORE.types:
+        return None
+    outputs = DetectionBuffer(tolerance=TRACKER_TOLERANCE, keep=sum(c.msgcount for c in connections))
+    for connection, _, raw in reader.messages(connections=connections):
+        msg = _TYPESTORE.deserialize_cdr(raw, connection.msgtype)
+        try:
+            outputs.add(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, tuple(
+                Detection(e.entity_id, e.x, e.y, e.width, e.height) for e in msg.entities))
+        except (TypeError, ValueError) as err:
+            raise SourceError(f"bad tracker output in {path}: {err}") from None
+    first_image = next(reader.messages(connections=[c for c in reader.connections if c.msgtype in IMAGE_TYPES]))
+    msg = _TYPESTORE.deserialize_cdr(first_image[2], first_image[0].msgtype)
+    origin = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or first_image[1] * 1e-9
+    return lambda offset: outputs.lookup(origin + offset)
 
 
 def _bag_image_to_rgb(msg, msgtype: str) -> np.ndarray:
@@ -141,17 +185,26 @@ def _bag_image_to_rgb(msg, msgtype: str) -> np.ndarray:
 
 
 def write_bag(path: str | Path, frames: Iterator[tuple[float, np.ndarray]], *, topic: str = "/camera/image_raw",
-              frame_id: str = "camera", start: float = 1_700_000_000.0, compressed: bool = False) -> int:
-    """Record `(offset, rgb)` frames as a rosbag2 (.mcap storage) at `path`; returns the frame count."""
+              frame_id: str = "camera", start: float = 1_700_000_000.0, compressed: bool = False,
+              detections: Callable[[float], tuple[Detection, ...]] | None = None,
+              tracker_topic: str = "/camera/tracked_people") -> int:
+    """Record `(offset, rgb)` frames as a rosbag2 (.mcap storage) at `path`, and with `detections` the person
+    tracker's output for each (TrackedEntities, same stamp); returns the frame count."""
     Header = _TYPESTORE.types["std_msgs/msg/Header"]
     Time = _TYPESTORE.types["builtin_interfaces/msg/Time"]
     msgtype = IMAGE_TYPES[1] if compressed else IMAGE_TYPES[0]
     count = 0
     with Writer(Path(path), version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         connection = writer.add_connection(topic, msgtype, typestore=_TYPESTORE)
+        tracked = writer.add_connection(tracker_topic, TRACKER_TYPE, typestore=_TYPESTORE) if detections else None
         for offset, rgb in frames:
             nanoseconds = round((start + offset) * 1e9)
             header = Header(stamp=Time(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9), frame_id=frame_id)
+            if tracked is not None:
+                entities = [_TYPESTORE.types["taskmem_interfaces/msg/TrackedEntity"](
+                    entity_id=d.entity_id, x=d.x, y=d.y, width=d.width, height=d.height) for d in detections(offset)]
+                writer.write(tracked, nanoseconds, _TYPESTORE.serialize_cdr(
+                    _TYPESTORE.types[TRACKER_TYPE](header=header, entities=entities), TRACKER_TYPE))
             if compressed:
                 msg = _TYPESTORE.types[msgtype](header=header, format="jpeg",
                                                 data=np.frombuffer(encode_jpeg(rgb), np.uint8))

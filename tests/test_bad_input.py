@@ -1,5 +1,5 @@
 """Bad camera input to a running camera_node process: each is logged and counted, and the node keeps
-cutting clips from the good images around it."""
+cutting clips from the good images around it (and joining the good tracker outputs to them)."""
 
 import time
 
@@ -10,7 +10,9 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosutil import spin_until, subgraph
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 from taskmem_interfaces.msg import Clip as ClipMsg
+from taskmem_interfaces.msg import TrackedEntities, TrackedEntity
 
 from taskmem_nodes.nodes.conversions import rgb_to_image_msg, to_time
 from taskmem_nodes.nodes.qos import CLIP_QOS
@@ -33,6 +35,7 @@ def test_camera_node_survives_bad_images(tmp_path, domain_id, ros_context):
     node = Node("bad_input_test", context=ros_context)
     raw_pub = node.create_publisher(Image, "/camera/image_raw", RELIABLE)
     jpeg_pub = node.create_publisher(CompressedImage, "/camera/image_raw/compressed", RELIABLE)
+    tracker_pub = node.create_publisher(TrackedEntities, "/camera/tracked_people", RELIABLE)
     clips, diagnostics = [], {}
     clip_sub = node.create_subscription(ClipMsg, "clips", clips.append, CLIP_QOS)
 
@@ -46,7 +49,8 @@ def test_camera_node_survives_bad_images(tmp_path, domain_id, ros_context):
     executor.add_node(node)
     with runner:
         spin_until(executor, lambda: raw_pub.get_subscription_count() and jpeg_pub.get_subscription_count()
-                   and clip_sub.get_publisher_count(), 30, "camera_node's subscriptions and clip publisher")
+                   and tracker_pub.get_subscription_count() and clip_sub.get_publisher_count(), 30,
+                   "camera_node's subscriptions and clip publisher")
         t0 = 1000.0
         # the first messages after discovery can miss a best-effort reader: repeat the first image until seen
         spin_until(executor, lambda: raw_pub.publish(raw(t0)) or int(diagnostics.get("frames_seen", 0)) >= 1, 30,
@@ -62,7 +66,11 @@ def test_camera_node_survives_bad_images(tmp_path, domain_id, ros_context):
         corrupt.header.stamp = to_time(t0 + 5.0)
         late = [raw(t0 + 1.0)]  # out of order
         after = [raw(t0 + 5.5 + i * 0.5) for i in range(12)]  # 5.5 .. 11 s: crosses the 10-s boundary
+        person = TrackedEntity(entity_id="face_1", x=0.25, y=0.5, width=0.1, height=0.3)
+        off_image = TrackedEntity(entity_id="face_2", x=5.0, y=0.5)  # not in image fractions
+        tracker_pub.publish(TrackedEntities(header=Header(stamp=to_time(t0 + 1.0)), entities=[off_image]))
         for msg in good + bad:
+            tracker_pub.publish(TrackedEntities(header=msg.header, entities=[person]))
             raw_pub.publish(msg)
             time.sleep(0.02)
         jpeg_pub.publish(corrupt)
@@ -78,6 +86,11 @@ def test_camera_node_survives_bad_images(tmp_path, domain_id, ros_context):
                    "older than the last one"):
         assert reason in log, f"no log line for {reason!r}:\n{log}"
     assert int(diagnostics["out_of_order"]) >= 1
+    assert int(diagnostics["bad_tracker_outputs"]) == 1 and "is not in image fractions" in log
+    first = clips[0]
+    assert first.tracked and len(first.detections) == len(first.frames)
+    ids = [[e.entity_id for e in d.entities] for d in first.detections]
+    assert ["face_1"] in ids  # the good images' tracker outputs are joined to their frames
     clip = clips[0]
     # 1000 .. 1009.5 s at 2 fps without the bad and the late images: 10 + 9 good frames
     assert clip.start.sec == 1000 and len(clip.frames) == 19

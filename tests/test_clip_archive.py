@@ -25,3 +25,18 @@ def test_round_trip_trim_and_torn_files(tmp_path):
     (tmp_path / "0000000099.000-bad-000000.npz").write_bytes(b"garbage")
     with pytest.raises(ArchiveError, match="bad"):
         list(archive.clips())
+
+
+def test_tracker_outputs_come_back_with_their_frames(tmp_path):
+    from dataclasses import replace
+
+    from taskmem_nodes.clips import Detection
+
+    people = [(Detection("face_1", 0.2, 0.5, 0.1, 0.3),), (), None]  # seen, tracked but nobody, untracked
+    tracked = replace(clip(1), frames=tuple(replace(f, detections=p) for f, p in zip(clip(1).frames, people)))
+    archive = ClipArchive(tmp_path)
+    archive.add(tracked, "stream", 1)
+    archive.add(clip(2), "stream", 2)
+    first, second = (a.clip for a in archive.clips())
+    assert [f.detections for f in first.frames] == people
+    assert all(f.detections is None for f in second.frames)

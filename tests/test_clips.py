@@ -65,3 +65,18 @@ def test_quiet_flush_then_same_period_gets_a_distinct_clip_id():
 def test_rejects_nonsense_configuration(clip_seconds, fps):
     with pytest.raises(ValueError):
         ClipCutter(clip_seconds=clip_seconds, sample_fps=fps)
+
+
+def test_tracker_outputs_join_frames_by_stamp():
+    from taskmem_nodes.clips import Detection, DetectionBuffer
+
+    buffer = DetectionBuffer(tolerance=0.05)
+    clip = feed(ClipCutter(), [0.0, 1.0, 2.0, 10.0])[0]
+    assert buffer.attach(clip) is clip  # no tracker output yet: frames stay untracked
+    assert buffer.lookup(1.0) is None
+    person = Detection("face_1", 0.2, 0.5)
+    buffer.add(0.01, (person,))  # a tracker that stamps a little off the image
+    buffer.add(2.0, ())
+    tracked = buffer.attach(clip)
+    assert [f.detections for f in tracked.frames] == [(person,), (), ()]  # frame 1 s: no output near it, nobody
+    assert [f.stamp for f in tracked.frames] == [f.stamp for f in clip.frames]

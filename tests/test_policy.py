@@ -5,14 +5,16 @@ import json
 import numpy as np
 import pytest
 
-from taskmem_nodes.clips import Clip, Frame
+from taskmem_nodes.clips import Clip, Detection, Frame
 from taskmem_nodes.policy import (
     MemoryParseError,
     PrecedingMemory,
     build_request,
+    entity_tag_id,
     parse_output,
     pick_frames,
     select_window,
+    tracked_people,
 )
 
 
@@ -104,3 +106,33 @@ def test_rejects_malformed_and_hostile_outputs_with_a_reason(raw, reason):
 def test_lone_surrogates_and_control_characters_are_removed():
     raw = "<think></think>" + json.dumps({"description": "ok\ud800 text\x1b[31m red"})
     assert parse_output(raw).description == "ok text [31m red"
+
+
+def tracked_clip(start, people_per_frame):
+    """A clip whose frame i carries the tracker output people_per_frame[i] (None: no tracker)."""
+    frames = [Frame(start + i, np.zeros((24, 32, 3), np.uint8), people) for i, people in enumerate(people_per_frame)]
+    return Clip(f"c-{start:.0f}", start, start + 10.0, tuple(frames), 1.0)
+
+
+def prompt_of(clip):
+    return build_request([clip], []).messages[1]["content"][1]["text"]
+
+
+def test_tracker_ids_are_in_the_prompt_left_to_right_at_their_last_sighting():
+    walker = [Detection("person_3", 0.9, 0.8), Detection("person_3", 0.5, 0.8), Detection("person_3", 0.1, 0.8)]
+    clip = tracked_clip(0.0, [(walker[0], Detection("17", 0.55, 0.8)), (walker[1],), (walker[2],)])
+    assert tracked_people(clip) == [("person_3", "left"), ("face_17", "middle")]
+    assert "The person tracker sees in the newest clip: <person_3> (left), <face_17> (middle)." in prompt_of(clip)
+
+
+def test_no_tracker_no_line_and_a_tracker_that_sees_nobody_says_so():
+    assert tracked_people(tracked_clip(0.0, [None, None])) is None
+    assert "tracker" not in prompt_of(tracked_clip(0.0, [None, None]))
+    assert "The person tracker sees nobody in the newest clip." in prompt_of(tracked_clip(0.0, [(), None]))
+
+
+@pytest.mark.parametrize("raw, tag", [("face_2", "face_2"), ("person_11", "person_11"), ("17", "face_17"),
+                                      ("<b>x</b>", "face_bxb"), ("Ω", "face_unknown"), ("a" * 100, "face_" + "a" * 32)])
+def test_tracker_ids_become_entity_tags_the_parser_reads(raw, tag):
+    assert entity_tag_id(raw) == tag
+    assert parse_output(f'</think>{{"description": "<{tag}> waves."}}').entity_ids == (tag,)

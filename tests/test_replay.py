@@ -53,7 +53,7 @@ def test_bag_replay_as_compressed_camera(tmp_path, domain_id, ros_context):
 
 
 def test_simulated_world_streams_as_a_camera(tmp_path, domain_id, ros_context):
-    from taskmem_nodes.sim.dataset import world_frames
+    from taskmem_nodes.sim.dataset import world_detections, world_frames
     from taskmem_nodes.sim.world import World, WorldConfig
 
     world_file = tmp_path / "world.yaml"
@@ -61,10 +61,16 @@ def test_simulated_world_streams_as_a_camera(tmp_path, domain_id, ros_context):
     runner, clips = replay_clips(tmp_path, domain_id, ros_context, {"source": str(world_file), "sim_seed": 4,
                                                                     "rate": 10.0})
     assert "playing sim" in runner.log("replay_camera")
-    rendered = dict(world_frames(World(WorldConfig(seed=4, duration_s=30.0, fps=2.0, cell_px=8))))
+    world = World(WorldConfig(seed=4, duration_s=30.0, fps=2.0, cell_px=8))
+    rendered, tracker = dict(world_frames(world)), world_detections(world)
     start = to_seconds(clips[0].start)
+    people_seen = 0
     for clip in clips:
-        for stamp, frame in zip(clip.frame_stamps, clip.frames, strict=True):
+        assert clip.tracked and len(clip.detections) == len(clip.frames)  # the simulated tracker came along
+        for stamp, frame, tracked in zip(clip.frame_stamps, clip.frames, clip.detections, strict=True):
             offset = round((to_seconds(stamp) - start) * 2) / 2
             pixels = np.frombuffer(bytes(frame.data), np.uint8).reshape(frame.height, frame.width, 3)
             assert np.array_equal(pixels, rendered[offset])  # the seed given to the node, raw frames untouched
+            assert [e.entity_id for e in tracked.entities] == [d.entity_id for d in tracker(offset)]
+            people_seen += len(tracked.entities)
+    assert people_seen

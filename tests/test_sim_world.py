@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from taskmem_nodes.paths import default_world
-from taskmem_nodes.sim.dataset import export_stream, load_sim_config, make_stream, world_frames
+from taskmem_nodes.sim.dataset import export_stream, load_sim_config, make_stream, world_detections, world_frames
 from taskmem_nodes.sim.render import PERSON_COLUMNS, PLACE_COLUMNS, render_frame
 from taskmem_nodes.sim.tasks import TaskConfig
 from taskmem_nodes.sim.world import COLOURS, ObjectGroup, Person, World, WorldConfig, apply_event
@@ -130,6 +130,13 @@ def test_streams_as_camera_source_video_and_rosbag(tmp_path):
     bag_frames = list(bag_frames)
     assert bag_info.kind == "rosbag2" and len(bag_frames) == len(expected) == 240
     assert bag_frames[37][0] == pytest.approx(expected[37][0]) and np.array_equal(bag_frames[37][1], expected[37][1])
+    # the simulated tracker is in the bag too, one output per image (people in view, possibly nobody)
+    tracker = world_detections(sim.world)
+    assert info.detections is not None and bag_info.detections is not None
+    def people(found):
+        return [(d.entity_id, round(d.x, 4), round(d.y, 4)) for d in found]  # float32 in the message
+    assert [people(bag_info.detections(t)) for t, _ in bag_frames] == [people(tracker(t)) for t, _ in expected]
+    assert any(tracker(t) for t, _ in expected)
     video_info, video_frames = open_source(written["video"])
     assert video_info.kind == "video" and video_info.fps == pytest.approx(2.0)
     video_frames = list(video_frames)

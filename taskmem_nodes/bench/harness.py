@@ -73,7 +73,7 @@ def stream_clips(stream: BenchStream, config: BenchConfig) -> Iterator[Clip]:
     cutter = ClipCutter(clip_seconds=config.clip_seconds, sample_fps=config.sample_fps, stream_id=stream.stream_id)
     for offset, frame in stream.open_frames():
         if cutter.wants(offset):
-            yield from cutter.add(offset, frame)
+            yield from cutter.add(offset, frame, stream.detections(offset) if stream.detections else None)
     yield from cutter.flush()
 
 

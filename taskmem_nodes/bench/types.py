@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from taskmem_nodes.clips import Detection
+
 FrameStream = Iterator[tuple[float, np.ndarray]]
 """(offset seconds from the stream start, (H, W, 3) uint8 RGB frame) in stream order."""
 
@@ -42,3 +44,4 @@ class BenchStream:
     open_frames: Callable[[], FrameStream]  # a fresh iterator over the frames each call
     tasks: tuple[BenchTask, ...]
     duration: float | None = None  # seconds, when known
+    detections: Callable[[float], tuple[Detection, ...]] | None = None  # the person tracker at an offset, if any

@@ -2,7 +2,9 @@
 
 Subscribes `image_raw` (sensor_msgs/Image) and `image_raw/compressed` (sensor_msgs/CompressedImage) with
 sensor-data QoS, samples to `sample_fps`, cuts clips on the images' header stamps (so `use_sim_time` and
-rosbag replay work) and publishes `taskmem_interfaces/Clip` on `clips`. Incoming images wait in a bounded
+rosbag replay work) and publishes `taskmem_interfaces/Clip` on `clips`. A person tracker's
+`taskmem_interfaces/TrackedEntities` on `tracked_people` (one per image, same stamp) are joined to the clips'
+frames, so the memorizer can name people by the tracker's ids. Incoming images wait in a bounded
 queue that drops the oldest when the worker falls behind; bad images are logged, counted and skipped.
 """
 
@@ -14,10 +16,11 @@ from collections import deque
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from taskmem_interfaces.msg import Clip as ClipMsg
+from taskmem_interfaces.msg import TrackedEntities
 
-from taskmem_nodes.clips import ClipCutter
+from taskmem_nodes.clips import ClipCutter, DetectionBuffer
 from taskmem_nodes.images import ImageDecodeError, resize_to_max_side
-from taskmem_nodes.nodes.conversions import clip_to_msg, image_msg_to_rgb, to_seconds
+from taskmem_nodes.nodes.conversions import clip_to_msg, image_msg_to_rgb, msg_to_detections, to_seconds
 from taskmem_nodes.nodes.diagnostics import OK, WARN, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
 from taskmem_nodes.nodes.qos import CAMERA_QOS, CLIP_QOS
@@ -42,8 +45,14 @@ class CameraNode(Node):
             self, "subscribe_compressed", True, "Subscribe sensor_msgs/CompressedImage on image_raw/compressed"
         )
         stream_id = declare(self, "stream_id", "camera", "Prefix of clip ids")
+        tracker_topic = declare(self, "tracker_topic", "tracked_people",
+                                "TrackedEntities of a person tracker, one per image ('' = no tracker)")
+        tolerance = declare(self, "tracker_tolerance_s", 0.05,
+                            "Largest stamp difference between an image and its tracker output")
 
         self.cutter = ClipCutter(clip_seconds=clip_seconds, sample_fps=sample_fps, stream_id=stream_id)
+        self.tracker = DetectionBuffer(tolerance=tolerance)
+        self.bad_tracker_outputs = 0
         self.queue: deque = deque(maxlen=queue_size)
         self.dropped = 0
         self.bad_images = 0
@@ -58,6 +67,8 @@ class CameraNode(Node):
             self.create_subscription(Image, "image_raw", self._on_image, CAMERA_QOS)
         if subscribe_compressed:
             self.create_subscription(CompressedImage, "image_raw/compressed", self._on_image, CAMERA_QOS)
+        if tracker_topic:
+            self.create_subscription(TrackedEntities, tracker_topic, self._on_tracker, CAMERA_QOS)
         self.diagnostics = DiagnosticsReporter(self, self._status)
         self.worker = threading.Thread(target=self._work, name="camera-worker", daemon=True)
         self.worker.start()
@@ -69,6 +80,14 @@ class CameraNode(Node):
             self.queue.append(msg)
             self._last_image_time = self.get_clock().now()
             self._wake.notify()
+
+    def _on_tracker(self, msg: TrackedEntities) -> None:
+        try:
+            self.tracker.add(to_seconds(msg.header.stamp), msg_to_detections(msg))
+        except ValueError as err:
+            self.bad_tracker_outputs += 1
+            self.last_error = f"bad tracker output: {err}"
+            self.get_logger().error(f"tracker output skipped: {err}")
 
     def _work(self) -> None:
         while self._running:
@@ -102,6 +121,7 @@ class CameraNode(Node):
             self._publish(clip, msg.header.frame_id)
 
     def _publish(self, clip, frame_id: str) -> None:
+        clip = self.tracker.attach(clip)
         self.publisher.publish(clip_to_msg(clip, frame_id or self.frame_id))
         self.get_logger().info(f"clip {clip.clip_id}: {len(clip.frames)} frames")
 
@@ -115,13 +135,14 @@ class CameraNode(Node):
 
     def _status(self):
         stats = self.cutter.stats
-        level = WARN if (self.bad_images or self.dropped) else OK
+        level = WARN if (self.bad_images or self.dropped or self.bad_tracker_outputs) else OK
         message = f"last error: {self.last_error}" if self.last_error else "ok"
         return level, message, {
             "frames_seen": stats.frames_seen, "frames_sampled": stats.frames_sampled, "clips": stats.clips,
             "queue_depth": len(self.queue), "queue_dropped": self.dropped, "bad_images": self.bad_images,
             "out_of_order": stats.out_of_order, "stream_resets": stats.stream_resets,
             "missing_stamps": self.missing_stamps, "pending_frames": self.cutter.pending_frames,
+            "tracker_outputs": self.tracker.received, "bad_tracker_outputs": self.bad_tracker_outputs,
         }
 
     def destroy_node(self):

@@ -8,8 +8,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from taskmem_interfaces.msg import Clip as ClipMsg
 from taskmem_interfaces.msg import Memory as MemoryMsg
 from taskmem_interfaces.msg import RejectedMemory as RejectedMsg
+from taskmem_interfaces.msg import TrackedEntities, TrackedEntity
 
-from taskmem_nodes.clips import Clip, Frame
+from taskmem_nodes.clips import Clip, Detection, Frame
 from taskmem_nodes.images import compressed_to_rgb, raw_to_rgb
 from taskmem_nodes.records import MemoryRecord, RejectedRecord
 
@@ -50,7 +51,31 @@ def clip_to_msg(clip: Clip, frame_id: str) -> ClipMsg:
     msg.sample_fps = float(clip.sample_fps)
     msg.frame_stamps = [to_time(f.stamp) for f in clip.frames]
     msg.frames = [rgb_to_image_msg(f.image, to_time(f.stamp), frame_id) for f in clip.frames]
+    msg.tracked = any(f.detections is not None for f in clip.frames)
+    if msg.tracked:
+        msg.detections = [detections_to_msg(f.detections or (), to_time(f.stamp), frame_id) for f in clip.frames]
     return msg
+
+
+def detections_to_msg(detections: tuple[Detection, ...], stamp: Time, frame_id: str) -> TrackedEntities:
+    msg = TrackedEntities()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    msg.entities = [TrackedEntity(entity_id=d.entity_id, x=float(d.x), y=float(d.y), width=float(d.width),
+                                  height=float(d.height)) for d in detections]
+    return msg
+
+
+def msg_to_detections(msg: TrackedEntities) -> tuple[Detection, ...]:
+    """A tracker message's people; raises ValueError for an empty id or a box centre outside the image."""
+    out = []
+    for entity in msg.entities:
+        if not entity.entity_id.strip():
+            raise ValueError("tracked entity with an empty id")
+        if not (0.0 <= entity.x <= 1.0 and 0.0 <= entity.y <= 1.0):
+            raise ValueError(f"tracked entity {entity.entity_id!r}: box centre ({entity.x}, {entity.y}) is not in "
+                             "image fractions 0..1")
+        out.append(Detection(entity.entity_id.strip(), entity.x, entity.y, entity.width, entity.height))
+    return tuple(out)
 
 
 def msg_to_clip(msg: ClipMsg) -> Clip:
@@ -59,7 +84,12 @@ def msg_to_clip(msg: ClipMsg) -> Clip:
         raise ValueError(f"clip {msg.clip_id!r} has {len(msg.frames)} frames but {len(msg.frame_stamps)} stamps")
     if not msg.frames:
         raise ValueError(f"clip {msg.clip_id!r} has no frames")
-    frames = tuple(Frame(to_seconds(s), image_msg_to_rgb(f)) for s, f in zip(msg.frame_stamps, msg.frames))
+    if msg.tracked and len(msg.detections) != len(msg.frames):
+        raise ValueError(f"clip {msg.clip_id!r} is tracked but has {len(msg.detections)} tracker outputs for "
+                         f"{len(msg.frames)} frames")
+    people = [msg_to_detections(d) for d in msg.detections] if msg.tracked else [None] * len(msg.frames)
+    frames = tuple(Frame(to_seconds(s), image_msg_to_rgb(f), d)
+                   for s, f, d in zip(msg.frame_stamps, msg.frames, people))
     return Clip(msg.clip_id, to_seconds(msg.start), to_seconds(msg.end), frames, msg.sample_fps)
 
 

@@ -4,6 +4,8 @@ Publishes `sensor_msgs/Image` on `image_raw` (or JPEG `sensor_msgs/CompressedIma
 `image_raw/compressed` when `compressed` is true) with sensor-data QoS, at real time or `rate` times faster.
 Stamps follow the source's own timing from the moment playback starts, so clips downstream are cut in
 stream time however fast it plays; with `publish_clock` it also drives `/clock` for use_sim_time graphs.
+A simulated world also publishes its person tracker (`taskmem_interfaces/TrackedEntities` on `tracked_people`,
+one per image, same stamp, sent just before the image).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import time
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage, Image
+from taskmem_interfaces.msg import TrackedEntities
 
 from taskmem_nodes.images import encode_jpeg, resize_to_max_side
-from taskmem_nodes.nodes.conversions import rgb_to_image_msg, to_time
+from taskmem_nodes.nodes.conversions import detections_to_msg, rgb_to_image_msg, to_time
 from taskmem_nodes.nodes.diagnostics import ERROR, OK, DiagnosticsReporter
 from taskmem_nodes.nodes.parameters import declare
 from taskmem_nodes.nodes.qos import CAMERA_QOS
@@ -47,6 +50,7 @@ class ReplayCameraNode(Node):
 
         topic = "image_raw/compressed" if self.compressed else "image_raw"
         self.publisher = self.create_publisher(CompressedImage if self.compressed else Image, topic, CAMERA_QOS)
+        self.tracker_publisher = self.create_publisher(TrackedEntities, "tracked_people", CAMERA_QOS)
         self.clock_publisher = self.create_publisher(Clock, "/clock", 10) if self.publish_clock else None
         self.published = 0
         self.state = "waiting for subscribers"
@@ -76,7 +80,8 @@ class ReplayCameraNode(Node):
                     delay = started + offset / self.rate - time.monotonic() if self.rate > 0 else 0.0
                     if self._stop.wait(max(0.0, delay)):
                         return
-                    self._publish(base_stamp + pass_offset + offset, rgb)
+                    self._publish(base_stamp + pass_offset + offset, rgb,
+                                  info.detections(offset) if info.detections else None)
                     last_offset = offset
                 if not self.loop:
                     break
@@ -88,9 +93,11 @@ class ReplayCameraNode(Node):
         self.get_logger().info(f"replay done: {self.published} frames published")
         self.finished.set()
 
-    def _publish(self, stamp: float, rgb) -> None:
+    def _publish(self, stamp: float, rgb, detections) -> None:
         rgb = resize_to_max_side(rgb, self.max_image_side)
         ros_stamp = to_time(stamp)
+        if detections is not None:
+            self.tracker_publisher.publish(detections_to_msg(detections, ros_stamp, self.frame_id))
         if self.compressed:
             msg = CompressedImage(format="jpeg", data=encode_jpeg(rgb))
             msg.header.stamp, msg.header.frame_id = ros_stamp, self.frame_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import numpy as np
 import yaml
 
 from taskmem_nodes.bench.types import BenchStream, FrameStream
-from taskmem_nodes.sim.render import frame_size, render_frame
+from taskmem_nodes.clips import Detection
+from taskmem_nodes.sim.render import frame_size, person_detections, render_frame
 from taskmem_nodes.sim.tasks import TaskConfig, TaskGenerator
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.video_source import write_bag
@@ -47,12 +49,21 @@ def world_frames(world: World) -> FrameStream:
             yield offset, render_frame(clip.state_at(offset), rooms[clip.room], config.cell_px)
 
 
+def world_detections(world: World) -> Callable[[float], tuple[Detection, ...]]:
+    """The simulated person tracker: the people in view at a stream offset."""
+    def at(offset: float) -> tuple[Detection, ...]:
+        index = min(max(0, int(offset // world.config.clip_seconds)), len(world.clips) - 1)
+        clip = world.clips[index]
+        return person_detections(clip.state_at(offset), clip.room)
+    return at
+
+
 def make_stream(world_config: WorldConfig, task_config: TaskConfig, stream_id: str) -> SimStream:
     """A world and its tasks; the task generator is seeded from the world's seed."""
     world = World(world_config)
     tasks = TaskGenerator(world, task_config, seed=world_config.seed + 7919).generate(stream_id)
     stream = BenchStream(stream_id, lambda: world_frames(world), tasks,
-                         duration=world_config.clips * world_config.clip_seconds)
+                         duration=world_config.clips * world_config.clip_seconds, detections=world_detections(world))
     return SimStream(world, stream)
 
 
@@ -64,8 +75,8 @@ def synthetic_dataset(world_config: WorldConfig, task_config: TaskConfig, *, see
 
 
 def export_stream(sim: SimStream, out: Path, *, video: bool = True, bag: bool = True) -> dict[str, Path]:
-    """Write the stream as `stream.avi` (MJPG), `stream.mcap` (rosbag2, sensor_msgs/Image) and `tasks.json` +
-    `truth.json` (per-clip facts); returns what was written."""
+    """Write the stream as `stream.avi` (MJPG), `stream.mcap` (rosbag2: sensor_msgs/Image and the tracker's
+    TrackedEntities) and `tasks.json` + `truth.json` (per-clip facts); returns what was written."""
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     if video:
@@ -82,7 +93,7 @@ def export_stream(sim: SimStream, out: Path, *, video: bool = True, bag: bool = 
         path = out / "stream.mcap"
         if path.exists():
             raise FileExistsError(f"{path} exists; remove it or export elsewhere")
-        write_bag(path, world_frames(sim.world))
+        write_bag(path, world_frames(sim.world), detections=world_detections(sim.world))
         written["bag"] = path
     tasks = [dataclasses.asdict(t) for t in sim.stream.tasks]
     (out / "tasks.json").write_text(json.dumps(tasks, indent=1))

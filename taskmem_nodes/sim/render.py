@@ -12,6 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from taskmem_nodes.clips import Detection
 from taskmem_nodes.sim.world import COLOURS, Person, RoomSpec, WorldState
 
 GRID_COLUMNS, GRID_ROWS = 8, 6
@@ -65,6 +66,13 @@ def render_frame(state: WorldState, room: RoomSpec, cell_px: int = 32) -> np.nda
     if not room_state.lights_on:
         image = (image * 0.45).astype(np.uint8)
     return image
+
+
+def person_detections(state: WorldState, room: str) -> tuple[Detection, ...]:
+    """What a person tracker reports for a frame of `room`: each person drawn, with their id and shirt box (the
+    simulator's ground truth, as Gazebo and Isaac Sim give it)."""
+    return tuple(Detection(f"person_{p.pid}", PERSON_COLUMNS[p.slot] / GRID_COLUMNS, 4.95 / GRID_ROWS,
+                           2 * SHIRT_HALF_WIDTH / GRID_COLUMNS, 1.0 / GRID_ROWS) for p in state.in_room(room))
 
 
 def _draw_furniture(image: np.ndarray, column: int, place: str, c: int) -> None:

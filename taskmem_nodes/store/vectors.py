@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 
 import numpy as np
 
-TRAIN_AT = 20_000
+TRAIN_AT = 4_096
 """Embedded rows at which the inverted lists are first trained."""
 RETRAIN_GROWTH = 8
 """Retrain when the rows have grown this many times since the last training."""

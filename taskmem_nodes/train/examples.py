@@ -21,7 +21,7 @@ from taskmem_nodes.policy import (
     pick_frames,
     select_window,
 )
-from taskmem_nodes.sim.dataset import world_frames
+from taskmem_nodes.sim.dataset import world_detections, world_frames
 from taskmem_nodes.sim.world import ClipTruth, Fact, RoomSpec, World, WorldState, touched_slots
 
 
@@ -100,21 +100,24 @@ class ClipExample:
     cell_refs: tuple[CellRef, ...] = ()  # spans of `target` naming what a cell of the newest clip shows
 
 
-def stream_clips(world: World, sample_fps: float) -> list[Clip]:
-    """The stream's 10-s clips, sampled to `sample_fps` frames per second."""
+def stream_clips(world: World, sample_fps: float, *, tracker: bool = True) -> list[Clip]:
+    """The stream's 10-s clips, sampled to `sample_fps` frames per second, with the simulated person tracker's
+    detections in every frame (or without a tracker)."""
     cutter = ClipCutter(clip_seconds=world.config.clip_seconds, sample_fps=sample_fps, stream_id="sim")
+    detections = world_detections(world) if tracker else None
     clips: list[Clip] = []
     for offset, frame in world_frames(world):
         if cutter.wants(offset):
-            clips += cutter.add(offset, frame)
+            clips += cutter.add(offset, frame, detections(offset) if detections else None)
     return clips + list(cutter.flush())
 
 
 def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
-                    preceding: list[str] | None = None) -> Iterator[ClipExample]:
+                    preceding: list[str] | None = None, tracker: bool = True) -> Iterator[ClipExample]:
     """Examples for every clip of `world`, in stream order. The preceding memories shown are `preceding[i]`
-    for clip i when given (the policy's own outputs: the on-policy curriculum), else the ground truth."""
-    clips = stream_clips(world, sample_fps)
+    for clip i when given (the policy's own outputs: the on-policy curriculum), else the ground truth; the
+    prompts name the tracker's people unless `tracker` is False."""
+    clips = stream_clips(world, sample_fps, tracker=tracker)
     for index, clip in enumerate(clips):
         window = select_window(clips[: index + 1], clip, WINDOW_CLIPS)
         earlier = range(max(0, index - PRECEDING_MEMORIES), index)
@@ -125,10 +128,11 @@ def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: i
         yield _example(world, index, build_request(window, memories, frames_per_clip), span, new_only=True)
 
 
-def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0) -> Iterator[ClipExample]:
+def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
+                        tracker: bool = True) -> Iterator[ClipExample]:
     """Every clip of `world` on its own (no window, no preceding memories) with everything it shows as target:
     the warm start's first stage, where seeing is learned apart from "only new content"."""
-    for index, clip in enumerate(stream_clips(world, sample_fps)):
+    for index, clip in enumerate(stream_clips(world, sample_fps, tracker=tracker)):
         shown = pick_frames(clip.frames, frames_per_clip)
         span = (shown[0].stamp, shown[-1].stamp)
         yield _example(world, index, build_request([clip], [], frames_per_clip), span, new_only=False)

@@ -60,11 +60,16 @@ def prompt_vocabulary(processor, config: WorldConfig, worlds: int = 2, frames_pe
     template, instructions, clock and frame times, video placeholders): the embedding rows a trained policy
     reads besides its own vocabulary."""
     from taskmem_nodes.models.transformers_backend import prepare_inputs
+    from taskmem_nodes.policy import tracker_line
     from taskmem_nodes.train.examples import stream_examples
 
     ids: set[int] = set()
     for seed in range(worlds):
         world = World(dataclasses.replace(config, seed=20_000 + seed))
-        for example in stream_examples(world, frames_per_clip=frames_per_clip):
-            ids.update(prepare_inputs(processor, example.request)[1]["input_ids"][0].tolist())
+        for tracker in (True, False):
+            for example in stream_examples(world, frames_per_clip=frames_per_clip, tracker=tracker):
+                ids.update(prepare_inputs(processor, example.request)[1]["input_ids"][0].tolist())
+    people = [(f"person_{i}", side) for i in range(1, config.max_person_id + 1) for side in ("left", "middle", "right")]
+    for line in (tracker_line(people), tracker_line([])):  # every id the simulated tracker can name
+        ids.update(processor.tokenizer.encode("\n" + line, add_special_tokens=False))
     return sorted(ids)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class WarmStartConfig:
     """Overrides of the world settings (sim/worlds/default.yaml) for the training worlds."""
     frames_per_clip: int = 2
     """Frames of each clip the policy sees (first and last: before and after every event)."""
+    tracker_dropout: float = 0.0
+    """Fraction of training worlds streamed without the person tracker's ids in the prompt (robots without one)."""
     cell_probe_weight: float = 0.0
     """Weight of the cell probe's loss (what each cell of the newest clip shows, from its vision token; needs cell_px
     32); 0: off."""
@@ -102,9 +105,11 @@ class ExampleSource:
     """Example number k, deterministically: world TRAIN_SEED_BASE + seed offset + k // clips, and a clip of
     it in a fixed scrambled order, so a resumed run sees exactly the examples it would have seen."""
 
-    def __init__(self, world_config: WorldConfig, frames_per_clip: int, seed: int, clip_alone: bool = False):
+    def __init__(self, world_config: WorldConfig, frames_per_clip: int, seed: int, clip_alone: bool = False,
+                 tracker_dropout: float = 0.0):
         self.world_config = world_config
         self.frames_per_clip = frames_per_clip
+        self.tracker_dropout = tracker_dropout
         self.clip_alone = clip_alone
         self.first_world = TRAIN_SEED_BASE + seed * 100_000 + (SINGLE_CLIP_SEED_OFFSET if clip_alone else 0)
         self.clips = world_config.clips
@@ -116,7 +121,8 @@ class ExampleSource:
         if self._cached is None or self._cached[0] != world_seed:
             world = World(dataclasses.replace(self.world_config, seed=world_seed))
             examples = clip_alone_examples if self.clip_alone else stream_examples
-            self._cached = (world_seed, list(examples(world, frames_per_clip=self.frames_per_clip)))
+            tracker = random.Random(world_seed).random() >= self.tracker_dropout
+            self._cached = (world_seed, list(examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker)))
         return self._cached[1][(k * self.stride) % self.clips]
 
 
@@ -205,8 +211,10 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     if "optimizer" in state:
         optimizer.load_state_dict(state.pop("optimizer"))
-    stages = (ExampleSource(config.world_config(), config.frames_per_clip, config.seed, clip_alone=True),
-              ExampleSource(config.world_config(), config.frames_per_clip, config.seed))
+    stages = (ExampleSource(config.world_config(), config.frames_per_clip, config.seed, clip_alone=True,
+                            tracker_dropout=config.tracker_dropout),
+              ExampleSource(config.world_config(), config.frames_per_clip, config.seed,
+                            tracker_dropout=config.tracker_dropout))
     step = state["step"]
     while step < config.total_steps:
         started = time.monotonic()
