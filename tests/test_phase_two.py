@@ -57,6 +57,8 @@ def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
     assert (("adapters" if report["released"] else "rejected") in report["adapter"])
     gate = report["gate"]
     assert gate["clips"] == 2 and gate["wins"] + gate["losses"] + gate["ties"] == 2
+    if not report["released"]:
+        assert gate["reason"]
     assert len(report["dpo"]) == 2 and report["dpo"][-1]["vector_norm"] > 0
     assert json.loads((root / "out" / "report.json").read_text())["version"] == report["version"]
     # the judged pairs are kept: another DPO setting reuses them instead of sampling and judging again
@@ -67,3 +69,25 @@ def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
     assert again["version"] != report["version"] and len(again["dpo"]) == 1
     changed = run_phase_two(loaded, dataclasses.replace(config, rollouts=2, dpo={"steps": 1}))
     assert not changed["pairs"]["reused"]  # other judging settings: judged afresh
+
+
+def test_gate_accuracy_answers_the_logged_tasks_from_either_adapters_memories(deployment):
+    from taskmem_nodes.train.phase_two import held_out_accuracy
+
+    folder, _, _ = deployment
+    loaded = Deployment.load(folder)
+    labelled = loaded.labelled_tasks()  # regenerated from the archive's world and task settings
+    assert set(labelled) == set(loaded.streams)
+    assert {t.task_id for tasks in labelled.values() for t in tasks} == {t.task_id for t in loaded.tasks}
+    world = loaded.worlds()
+    clips = [(sid, position) for sid, archived in loaded.streams.items() for position in range(len(archived))]
+    truth = {a.clip.clip_id: world[sid].describe_new(a.index) for sid, archived in loaded.streams.items()
+             for a in archived}
+    figures = held_out_accuracy(loaded, clips, {"candidate": truth, "current": dict.fromkeys(truth, "")})
+    assert figures["tasks"] > 0
+    assert figures["candidate"] > figures["current"]  # ground-truth memories answer; no memories answer nothing
+    # a deployment whose archive has no task settings (a real robot) has no labelled tasks: no accuracy figure
+    unlabelled = dataclasses.replace(loaded, streams={sid: [dataclasses.replace(a, source={"world": a.source["world"]})
+                                                            for a in archived]
+                                                      for sid, archived in loaded.streams.items()})
+    assert held_out_accuracy(unlabelled, clips, {"candidate": truth, "current": truth}) is None

@@ -54,6 +54,16 @@ class Deployment:
             store.close()
         return cls(dict(streams), memories, tasks)
 
+    def labelled_tasks(self) -> dict[str, tuple]:
+        """The tasks of simulated streams with their right answers and evidence (BenchTask), regenerated from the
+        world and task settings the archive kept; streams recorded without task settings have none."""
+        from taskmem_nodes.sim.dataset import make_stream
+        from taskmem_nodes.sim.tasks import TaskConfig
+
+        return {sid: make_stream(WorldConfig.from_dict(clips[0].source["world"]),
+                                 TaskConfig.from_dict(clips[0].source["tasks"]), sid).stream.tasks
+                for sid, clips in self.streams.items() if clips and {"world", "tasks"} <= set(clips[0].source)}
+
     def worlds(self) -> dict[str, World]:
         """The simulated worlds of the streams that came from one (ground truth for the judges)."""
         return {sid: World(WorldConfig.from_dict(clips[0].source["world"]))
@@ -95,7 +105,7 @@ def record_simulated_deployment(out: str | Path, backend, world_config: WorldCon
         for seed in seeds:
             for sim in synthetic_dataset(world_config, task_config, seed=seed, streams=streams):
                 memorizer = Memorizer(backend)
-                source = {"world": dataclasses.asdict(sim.world.config)}
+                source = {"world": dataclasses.asdict(sim.world.config), "tasks": dataclasses.asdict(task_config)}
                 pending = sorted(sim.stream.tasks, key=lambda t: t.arrival)
                 for clip in stream_clips(sim.stream, bench):
                     while pending and pending[0].arrival < clip.end:

@@ -10,9 +10,12 @@ A deployment is what the robot kept: its store (the memories it wrote, the task 
    the method's pair (`preferences.py`);
 3. DPO of the steering vector (`steering_dpo.py`), then scaled (default 1.5);
 4. the evaluation gate: on held-out clips, greedy memories with the new adapter against the current one
-   (through the inference backend, hot-swapping between them), judged in both orders; the new adapter is
-   released only when it wins at least `min_win_rate` of the decided comparisons; the verdict and figures
-   go into the adapter's metadata and `<out>/report.json`.
+   (through the inference backend, hot-swapping between them), judged in both orders; and, where the logged
+   tasks' right answers are known (simulated streams), memory-only accuracy on the tasks whose evidence is in
+   those clips (the deployment's memories, with the held-out clips' memories written by either adapter). The
+   new adapter is released only when it wins at least `min_win_rate` of the decided comparisons and its
+   accuracy is at least the current one's plus `min_accuracy_gain`; the verdict and figures go into the
+   adapter's metadata and `<out>/report.json`.
 Sampling and judging (steps 1-2) are the long part: their pairs are kept in `<out>/pairs.json` and reused
 when the deployment, the policy and the judging settings are the same, so DPO settings can be tried again.
 """
@@ -82,6 +85,9 @@ class PhaseTwoConfig:
     """Every n-th clip of a stream is held out for the evaluation gate."""
     min_win_rate: float = 0.55
     """The gate: share of decided comparisons the new adapter must win against the current one."""
+    min_accuracy_gain: float = 0.0
+    """The gate: memory-only accuracy on the held-out clips' tasks must be at least the current adapter's plus this
+    (when the tasks' answers are known)."""
     judge: str = "ground-truth"
     """Task-relevance judge: ground-truth (synthetic world) or openai:<base_url>#<model>."""
     dpo: dict = field(default_factory=dict)
@@ -233,6 +239,7 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
     wins = losses = ties = 0
     pauses = []
     tokens = {"candidate": [], "current": []}
+    written: dict[str, dict[str, str]] = {"candidate": {}, "current": {}}  # clip id -> memory
     for stream_id, position in clips:
         request = deployment.request(stream_id, position, backend.frames_per_clip)
         ref = ClipRef(stream_id, deployment.streams[stream_id][position].index,
@@ -243,6 +250,7 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
             result = backend.generate(request)
             texts[name] = _description(result.text) or ""
             tokens[name].append(result.output_tokens)
+            written[name][deployment.streams[stream_id][position].clip.clip_id] = texts[name]
         task_type, questions = sampler.draw()
         forward = judge.prefer(ref, task_type, questions, texts["candidate"], texts["current"])
         backward = judge.prefer(ref, task_type, questions, texts["current"], texts["candidate"])
@@ -255,11 +263,46 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
         if on_clip is not None:
             on_clip()
     decided = wins + losses
+    accuracy = held_out_accuracy(deployment, clips, written)
     return {"clips": len(clips), "wins": wins, "losses": losses, "ties": ties,
-            "win_rate": wins / decided if decided else 0.0,
+            "win_rate": wins / decided if decided else 0.0, **({"accuracy": accuracy} if accuracy else {}),
             "swap_pause_ms_max": 1000 * max(pauses, default=0.0),
             "swap_pause_ms_median": 1000 * sorted(pauses)[len(pauses) // 2] if pauses else 0.0,
             "output_tokens": {k: sum(v) / max(1, len(v)) for k, v in tokens.items()}}
+
+
+def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], written: dict[str, dict[str, str]]
+                      ) -> dict | None:
+    """Memory-only accuracy of each variant's memories on the labelled tasks whose evidence lies in a held-out
+    clip: every other clip keeps the memory the deployment wrote, so only the held-out memories differ. The
+    answerer is the benchmark's fixed lexical one. None when no task's answer is known."""
+    from taskmem_nodes.answerer import LexicalAnswerer
+    from taskmem_nodes.bench.harness import TaskOutcome
+    from taskmem_nodes.bench.judges import NormalizedMatchJudge
+    from taskmem_nodes.bench.metrics import tally
+    from taskmem_nodes.records import MemoryRecord
+
+    labelled = deployment.labelled_tasks()
+    spans = defaultdict(list)
+    for stream_id, position in clips:
+        clip = deployment.streams[stream_id][position].clip
+        spans[stream_id].append((clip.start, clip.end))
+    tasks = [(sid, task) for sid in spans for task in labelled.get(sid, ())
+             if any(start < end_e and start_e < end for start, end in spans[sid] for start_e, end_e in task.evidence)]
+    if not tasks:
+        return None
+    answerer, judge, result = LexicalAnswerer(), NormalizedMatchJudge(), {"tasks": len(tasks)}
+    for name, memories in written.items():
+        outcomes = []
+        for stream_id, task in tasks:
+            records = [MemoryRecord(a.clip.clip_id, a.clip.clip_id, a.clip.start, a.clip.end, text)
+                       for a in deployment.streams[stream_id]
+                       if a.clip.end <= task.arrival + 1e-6
+                       and (text := memories.get(a.clip.clip_id, deployment.memories.get(a.clip.clip_id)))]
+            answer = answerer.answer(task.question, list(task.options), records)
+            outcomes.append(TaskOutcome(task, answer.answered, answer.text, answer.option_index, answer.memory_ids))
+        result[name] = tally(outcomes, judge)["overall"].accuracy
+    return result
 
 
 def next_version(out: Path, task_types: list[str]) -> str:
@@ -328,16 +371,25 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
     tick = progress("evaluation gate", len(held_out)) if progress else None
     gate_questions = TaskSampler(deployment.tasks, config, random.Random(config.seed + 1))  # same with a cache
     gate = evaluation_gate(backend, deployment, held_out, gate_questions, judge, candidate, current, tick)
-    released = gate["win_rate"] >= config.min_win_rate
+    against = current.version if current else "base policy"
+    reasons = []
+    if gate["win_rate"] < config.min_win_rate:
+        reasons.append(f"win rate {gate['win_rate']:.2f} against {against} is below {config.min_win_rate:.2f}")
+    if "accuracy" in gate and gate["accuracy"]["candidate"] < gate["accuracy"]["current"] + config.min_accuracy_gain:
+        reasons.append(f"memory-only accuracy {gate['accuracy']['candidate']:.3f} on {gate['accuracy']['tasks']} "
+                       f"held-out tasks is below {against}'s {gate['accuracy']['current']:.3f}"
+                       + (f" + {config.min_accuracy_gain:.3f}" if config.min_accuracy_gain else ""))
+    released = not reasons
     gate |= {"released": released, "min_win_rate": config.min_win_rate,
-             "against": current.version if current else "base policy"}
+             "min_accuracy_gain": config.min_accuracy_gain, "against": against}
     if not released:
-        gate["reason"] = (f"win rate {gate['win_rate']:.2f} against {gate['against']} is below "
-                          f"{config.min_win_rate:.2f}")
+        gate["reason"] = "; ".join(reasons)
     info.validation = gate
     if released:
         target = candidate.save(registry.path(info.version))
-        registry.use(info.version, reason=f"released: won {gate['win_rate']:.2f} against {gate['against']}")
+        accuracy = (f", accuracy {gate['accuracy']['candidate']:.3f} vs {gate['accuracy']['current']:.3f}"
+                    if "accuracy" in gate else "")
+        registry.use(info.version, reason=f"released: won {gate['win_rate']:.2f} against {against}{accuracy}")
     else:
         target = candidate.save(out / "rejected" / f"{info.version}{ADAPTER_SUFFIX}")
     report = {
