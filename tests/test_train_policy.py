@@ -107,7 +107,7 @@ def test_policy_spec_round_trip_and_errors(tmp_path):
 
 def test_thinking_scans_the_first_frame_and_what_changed_by_the_last():
     world = World(WorldConfig(seed=5))
-    examples = list(stream_examples(world, frames_per_clip=2))
+    examples = list(stream_examples(world, frames_per_clip=2, tracker=False))
     assert examples[0].target.startswith(
         "<think>\nThe kitchen. first: table: purple bottle, yellow book, yellow book. "
         "counter: green ball, green ball. people: 2 red walking. last: same.\n</think>")
@@ -126,6 +126,10 @@ def test_thinking_scans_the_first_frame_and_what_changed_by_the_last():
     for text, cell in refs[:5]:
         assert f"{colours[labels[0, 0, cell]]} {kinds[labels[0, 1, cell]]}" == text
     assert people[labels[0, 2, 33]] == "2"
+    # with the tracker's ids in the prompt the id is copied from there: the guide ties only shirt and doing
+    tracked = next(stream_examples(world, frames_per_clip=2))
+    assert tracked.target == examples[0].target
+    assert [(tracked.target[a:b], cell) for a, b, cell in tracked.cell_refs][-1] == ("red walking", 33)
 
 
 def test_attention_guide_pairs_scanned_tokens_with_their_cells_vision_tokens(tmp_path):

@@ -44,9 +44,10 @@ def _scan_part(text: str, items: list[tuple[str, int]]) -> tuple[str, list[CellR
     return text, refs
 
 
-def scene_scan(state: WorldState, room: RoomSpec) -> list[tuple[str, list[CellRef]]]:
+def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False) -> list[tuple[str, list[CellRef]]]:
     """What one frame shows, part by part in the renderer's left-to-right order (lights, door, each place's
-    object units, the people: id, shirt, what they do), each part with the cells its items are drawn in."""
+    object units, the people: id, shirt, what they do), each part with the cells its items are drawn in. With
+    a tracker a person's id comes from the prompt, so only their shirt and doing are tied to the cell."""
     from taskmem_nodes.sim.render import GRID_COLUMNS, PLACE_COLUMNS, place_units, shirt_columns
 
     room_state = state.rooms[room.name]
@@ -59,18 +60,21 @@ def scene_scan(state: WorldState, room: RoomSpec) -> list[tuple[str, list[CellRe
     people = [(f"{p.pid} {p.shirt} {'carrying ' + ' '.join(p.carrying) if p.carrying else p.activity}",
                4 * GRID_COLUMNS + shirt_columns(p.slot)[0]) for p in state.in_room(room.name)]
     text, refs = _scan_part("people:", people)
+    if tracked:  # the id is copied from the tracker's line: the guide leaves it free to look there
+        refs = [(start + text[start:end].index(" ") + 1, end, cell) for start, end, cell in refs]
     parts.append((text + ("." if people else " none."), refs))
     return parts
 
 
-def scan_thinking(world: World, index: int, frame_span: tuple[float, float]) -> tuple[str, list[CellRef]]:
+def scan_thinking(world: World, index: int, frame_span: tuple[float, float], tracked: bool = False
+                  ) -> tuple[str, list[CellRef]]:
     """The plan the warm start teaches: the room, a scan of the clip's first frame shown, and what differs at its
     last, with the cells each scanned item is drawn in. Reading each cell into the thinking first makes the
     memory a matter of comparing and copying text (a count of new facts here, as the only plan, taught the
     model to say "0" and write the room only)."""
     clip = world.clips[index]
     room = world.config.room_spec(clip.room)
-    first, last = (scene_scan(clip.state_at(t), room) for t in frame_span)
+    first, last = (scene_scan(clip.state_at(t), room, tracked) for t in frame_span)
     shown = [part for part in first if part[0] not in ("lights on.", "door closed.")]
     changed = [b for a, b in zip(first, last, strict=True) if a[0] != b[0]] or [("same.", [])]
     text, refs = f"The {clip.room}.", []
@@ -125,7 +129,8 @@ def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: i
         memories = [PrecedingMemory(clips[i].start, clips[i].end, text) for i, text in zip(earlier, texts) if text]
         shown = pick_frames(clip.frames, frames_per_clip)
         span = (shown[0].stamp, shown[-1].stamp)
-        yield _example(world, index, build_request(window, memories, frames_per_clip), span, new_only=True)
+        yield _example(world, index, build_request(window, memories, frames_per_clip), span, new_only=True,
+                       tracked=tracker)
 
 
 def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
@@ -135,7 +140,8 @@ def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_cli
     for index, clip in enumerate(stream_clips(world, sample_fps, tracker=tracker)):
         shown = pick_frames(clip.frames, frames_per_clip)
         span = (shown[0].stamp, shown[-1].stamp)
-        yield _example(world, index, build_request([clip], [], frames_per_clip), span, new_only=False)
+        yield _example(world, index, build_request([clip], [], frames_per_clip), span, new_only=False,
+                       tracked=tracker)
 
 
 def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -> bool:
@@ -165,9 +171,9 @@ def target_description(world: World, index: int, frame_span: tuple[float, float]
 
 
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
-             new_only: bool) -> ClipExample:
+             new_only: bool, tracked: bool = False) -> ClipExample:
     description = target_description(world, index, span, new_only=new_only)
-    thinking, refs = scan_thinking(world, index, span)
+    thinking, refs = scan_thinking(world, index, span, tracked)
     target = target_output(description, thinking)
     offset = target.index(thinking)
     return ClipExample(world, index, request, description, target, span,
