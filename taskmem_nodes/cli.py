@@ -553,6 +553,30 @@ def train_phase_one(
     console.print(f"final checkpoint: {final}; reward curves: {final.parent / 'rewards.png'}")
 
 
+@train_app.command("inspect")
+def train_inspect(
+    checkpoint: Annotated[Path, typer.Option(help="Policy checkpoint (e.g. runs/warm-start-tracker/final)")],
+    clips: Annotated[int, typer.Option(help="Held-out simulated clips")] = 40,
+    temperature: Annotated[float, typer.Option(help="0 = greedy; else sampled")] = 0.0,
+    rollouts: Annotated[int, typer.Option(help="Samples per clip when sampling")] = 4,
+    tracker: Annotated[bool, typer.Option(help="Prompts with the simulated tracker's ids")] = True,
+) -> None:
+    """Which statements of the policy's memories are true, by kind (people, objects and the rest)."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.train.inspect import statement_truth
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
+
+    policy = RestrictedPolicy.load(checkpoint)
+    with tqdm(total=clips, unit="clip", desc="inspecting") as bar:
+        counts = statement_truth(policy, clips, temperature=temperature, rollouts=rollouts, tracker=tracker,
+                                 on_clip=bar.update)
+    for kind in ("room", "person", "other"):
+        console.print(f"{kind} statements true: {counts[kind + '_true']} of {counts[kind + '_said']}")
+    console.print(f"new facts stated: {counts['new_stated']} of {counts['new_facts']}; entries {counts['entries']}, "
+                  f"unparsed {counts['unparsed']}")
+
+
 @train_app.command("record-deployment")
 def train_record_deployment(
     out: Annotated[Path, typer.Option(help="New folder for store.db and clips/")],

@@ -103,3 +103,19 @@ def test_train_command_runs_a_recipe_file(tmp_path):
     assert (tmp_path / "run" / "final" / "model.safetensors").exists()
     bad = CliRunner().invoke(app, ["train", "phase-one", "--config", str(recipe)])
     assert bad.exit_code == 2 and "unknown settings" in bad.output
+
+
+@pytest.mark.timeout(600)
+def test_inspect_counts_true_statements_by_kind(tmp_path):
+    from taskmem_nodes.train.inspect import statement_kind, statement_truth
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
+
+    assert [statement_kind(s) for s in ("in the hall", "person 2 in red is walking", "2 red mugs on the desk")] == [
+        "room", "person", "other"]
+    final = train_warm_start(WarmStartConfig(out_dir=str(tmp_path / "w"), steps=1, **TINY))
+    counts = statement_truth(RestrictedPolicy.load(final), 2, max_new_tokens=24)
+    assert counts["entries"] + counts["unparsed"] == 2
+    assert all(counts[f"{kind}_true"] <= counts[f"{kind}_said"] for kind in ("room", "person", "other"))
+    assert counts["new_stated"] <= counts["new_facts"]
+    sampled = statement_truth(RestrictedPolicy.load(final), 1, temperature=1.0, rollouts=3, max_new_tokens=24)
+    assert sampled["entries"] + sampled["unparsed"] == 3

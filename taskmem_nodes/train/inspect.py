@@ -1,0 +1,73 @@
+"""Which statements of a policy's memories are true, by kind (rooms, people, everything else), on held-out
+simulated clips: where a checkpoint is right and where it guesses. `taskmem train inspect` prints it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import torch
+
+from taskmem_nodes.policy import MemoryParseError, parse_output
+from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.train.examples import stream_examples
+from taskmem_nodes.train.fact_judge import statements
+from taskmem_nodes.train.gspo import sample_group
+from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
+
+HELD_OUT_SEEDS = (555_001, 555_002, 555_003)
+"""World seeds no recipe trains on (training worlds start at 1,000,000; benchmark worlds are seed * 1000 + i)."""
+
+
+def statement_kind(sentence: str) -> str:
+    return "room" if sentence.startswith("in the ") else "person" if sentence.startswith("person ") else "other"
+
+
+def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float = 0.0, rollouts: int = 1,
+                    tracker: bool = True, max_new_tokens: int = 200, seed: int = 0,
+                    on_clip: Callable[[], None] | None = None) -> Counter:
+    """Counts over `clips` held-out clips (ground-truth preceding memories): `<kind>_said` / `<kind>_true`
+    statements, `new_facts` the clips show and `new_stated` of them stated, `entries`, `unparsed`. Greedy at
+    temperature 0, else `rollouts` samples per clip."""
+    from transformers import LogitsProcessorList
+
+    from taskmem_nodes.models.transformers_backend import AllowedTokens, prepare_inputs
+
+    torch.manual_seed(seed)
+    policy.model.eval()
+    counts: Counter = Counter()
+    eos = policy.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    done = 0
+    for world_seed in HELD_OUT_SEEDS:
+        world = World(WorldConfig(seed=world_seed))
+        for example in stream_examples(world, frames_per_clip=policy.frames_per_clip, tracker=tracker):
+            if done >= clips:
+                return counts
+            if temperature <= 0:
+                _, inputs = prepare_inputs(policy.processor, example.request)
+                with torch.no_grad():
+                    output = policy.model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens,
+                                                   eos_token_id=eos, pad_token_id=eos,
+                                                   logits_processor=LogitsProcessorList([AllowedTokens(policy.allowed)]))
+                outputs = [output[0, inputs["input_ids"].shape[1]:]]
+            else:
+                outputs = sample_group(policy, example.request, rollouts, temperature, max_new_tokens)
+            truth = {s for fact in world.clips[example.index].facts for s in statements(fact.text)}
+            new = {s for s in statements(world.describe_new(example.index)) if statement_kind(s) != "room"}
+            for ids in outputs:
+                try:
+                    said = statements(parse_output(THINK_PREFILL + policy.tokenizer.decode(
+                        ids, skip_special_tokens=True)).description)
+                except MemoryParseError:
+                    counts["unparsed"] += 1
+                    continue
+                for sentence in said:
+                    counts[f"{statement_kind(sentence)}_said"] += 1
+                    counts[f"{statement_kind(sentence)}_true"] += sentence in truth
+                counts["new_facts"] += len(new)
+                counts["new_stated"] += len(new & set(said))
+                counts["entries"] += 1
+            done += 1
+            if on_clip is not None:
+                on_clip()
+    return counts
