@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
-from collections import deque
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -54,21 +54,31 @@ class DetectionBuffer:
 
     def __init__(self, tolerance: float = 0.05, keep: int = 1000):
         self.tolerance = tolerance
-        self._outputs: deque[tuple[float, tuple[Detection, ...]]] = deque(maxlen=keep)
+        self.keep = keep
+        self._stamps: list[float] = []  # sorted, so a lookup is a binary search
+        self._people: list[tuple[Detection, ...]] = []
         self._lock = threading.Lock()  # the tracker's callback adds while the camera worker attaches
         self.received = 0
 
     def add(self, stamp: float, detections: tuple[Detection, ...]) -> None:
         with self._lock:
-            self._outputs.append((stamp, tuple(detections)))
+            at = bisect.bisect_right(self._stamps, stamp)  # usually the end: outputs come in stamp order
+            self._stamps.insert(at, stamp)
+            self._people.insert(at, tuple(detections))
+            if len(self._stamps) > self.keep:  # forget the oldest
+                del self._stamps[0], self._people[0]
             self.received += 1
 
     def lookup(self, stamp: float) -> tuple[Detection, ...] | None:
         if not self.received:
             return None
         with self._lock:
-            best = min(self._outputs, key=lambda output: abs(output[0] - stamp), default=None)
-        return best[1] if best is not None and abs(best[0] - stamp) <= self.tolerance else ()
+            at = bisect.bisect_left(self._stamps, stamp)
+            nearest = min((i for i in (at - 1, at) if 0 <= i < len(self._stamps)),
+                          key=lambda i: abs(self._stamps[i] - stamp), default=None)
+            if nearest is None or abs(self._stamps[nearest] - stamp) > self.tolerance:
+                return ()
+            return self._people[nearest]
 
     def attach(self, clip: Clip) -> Clip:
         """`clip` with the tracker's people in each frame (unchanged before any tracker output)."""

@@ -139,14 +139,14 @@ def _bag(path: Path, topic: str):
         raise SourceError(f"no image topic{' ' + topic if topic else ''} in {path}; topics: {topics or 'none'}")
     chosen = [c for c in connections if c.topic == connections[0].topic]
     count = sum(c.msgcount for c in chosen)
-    tracker = _bag_tracker(reader, path)
+    tracker = _bag_tracker(reader, chosen, path)
 
     def frames():
         first = None
         try:
             for connection, timestamp, raw in reader.messages(connections=chosen):
                 msg = _TYPESTORE.deserialize_cdr(raw, connection.msgtype)
-                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or timestamp * 1e-9
+                stamp = _stamp_seconds(msg, timestamp)
                 first = stamp if first is None else first
                 try:
                     yield stamp - first, _bag_image_to_rgb(msg, connection.msgtype)
@@ -158,9 +158,14 @@ def _bag(path: Path, topic: str):
     return SourceInfo("rosbag2", None, count, tracker), frames()
 
 
-def _bag_tracker(reader: Reader, path: Path) -> Callable[[float], tuple[Detection, ...]] | None:
-    """The bag's person tracker outputs (TrackedEntities) as a lookup by offset from the first image; None when
-    it recorded none."""
+def _stamp_seconds(msg, timestamp: int = 0) -> float:
+    """A bag message's header stamp in seconds; its record time (ns) when the header has none."""
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or timestamp * 1e-9
+
+
+def _bag_tracker(reader: Reader, images: list, path: Path) -> Callable[[float], tuple[Detection, ...]] | None:
+    """The bag's person tracker outputs (TrackedEntities) as a lookup by offset from the first image of the
+    played `images` connections; None when it recorded none."""
     connections = [c for c in reader.connections if c.msgtype == TRACKER_TYPE]
     if not connections or TRACKER_TYPE not in _TYPESTORE.types:
         return None
@@ -168,13 +173,12 @@ def _bag_tracker(reader: Reader, path: Path) -> Callable[[float], tuple[Detectio
     for connection, _, raw in reader.messages(connections=connections):
         msg = _TYPESTORE.deserialize_cdr(raw, connection.msgtype)
         try:
-            outputs.add(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, tuple(
+            outputs.add(_stamp_seconds(msg), tuple(
                 Detection(e.entity_id, e.x, e.y, e.width, e.height) for e in msg.entities))
         except (TypeError, ValueError) as err:
             raise SourceError(f"bad tracker output in {path}: {err}") from None
-    first_image = next(reader.messages(connections=[c for c in reader.connections if c.msgtype in IMAGE_TYPES]))
-    msg = _TYPESTORE.deserialize_cdr(first_image[2], first_image[0].msgtype)
-    origin = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 or first_image[1] * 1e-9
+    connection, timestamp, raw = next(reader.messages(connections=images))
+    origin = _stamp_seconds(_TYPESTORE.deserialize_cdr(raw, connection.msgtype), timestamp)
     return lambda offset: outputs.lookup(origin + offset)
 
 
