@@ -83,11 +83,13 @@ def test_gate_accuracy_answers_the_logged_tasks_from_either_adapters_memories(de
     clips = [(sid, position) for sid, archived in loaded.streams.items() for position in range(len(archived))]
     truth = {a.clip.clip_id: world[sid].describe_new(a.index) for sid, archived in loaded.streams.items()
              for a in archived}
-    figures = held_out_accuracy(loaded, clips, {"candidate": truth, "current": dict.fromkeys(truth, "")})
+    figures = held_out_accuracy(loaded, clips, {"candidate": truth, "current": dict.fromkeys(truth, "")}, labelled)
     assert figures["tasks"] > 0
     assert figures["candidate"] > figures["current"]  # ground-truth memories answer; no memories answer nothing
     # a deployment whose archive has no task settings (a real robot) has no labelled tasks: no accuracy figure
     unlabelled = dataclasses.replace(loaded, streams={sid: [dataclasses.replace(a, source={"world": a.source["world"]})
                                                             for a in archived]
                                                       for sid, archived in loaded.streams.items()})
-    assert held_out_accuracy(unlabelled, clips, {"candidate": truth, "current": truth}) is None
+    assert unlabelled.labelled_tasks() == {}
+    assert held_out_accuracy(unlabelled, clips, {"candidate": truth, "current": truth},
+                             unlabelled.labelled_tasks()) is None

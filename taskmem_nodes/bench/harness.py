@@ -121,5 +121,10 @@ def _answer(task: BenchTask, store: MemoryStore, answerer: Answerer, config: Ben
             memories = list(assemble_context(memories, config.context_tokens).memories)
     else:
         raise ValueError(f"recall must be 'whole' or 'retrieval', got {config.recall!r}")
+    return answer_task(task, memories, answerer)
+
+
+def answer_task(task: BenchTask, memories: list[MemoryRecord], answerer: Answerer) -> TaskOutcome:
+    """The answerer's outcome on `task` from `memories` alone."""
     answer = answerer.answer(task.question, list(task.options), memories)
     return TaskOutcome(task, answer.answered, answer.text, answer.option_index, answer.memory_ids)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import yaml
 
-from taskmem_nodes.bench.types import BenchStream, FrameStream
+from taskmem_nodes.bench.types import BenchStream, BenchTask, FrameStream
 from taskmem_nodes.clips import Detection
 from taskmem_nodes.sim.render import frame_size, person_detections, render_frame
 from taskmem_nodes.sim.tasks import TaskConfig, TaskGenerator
@@ -58,10 +58,15 @@ def world_detections(world: World) -> Callable[[float], tuple[Detection, ...]]:
     return at
 
 
+def stream_tasks(world: World, task_config: TaskConfig, stream_id: str) -> tuple[BenchTask, ...]:
+    """The tasks asked during `world`'s stream; the task generator is seeded from the world's seed."""
+    return TaskGenerator(world, task_config, seed=world.config.seed + 7919).generate(stream_id)
+
+
 def make_stream(world_config: WorldConfig, task_config: TaskConfig, stream_id: str) -> SimStream:
-    """A world and its tasks; the task generator is seeded from the world's seed."""
+    """A world and its tasks."""
     world = World(world_config)
-    tasks = TaskGenerator(world, task_config, seed=world_config.seed + 7919).generate(stream_id)
+    tasks = stream_tasks(world, task_config, stream_id)
     stream = BenchStream(stream_id, lambda: world_frames(world), tasks,
                          duration=world_config.clips * world_config.clip_seconds, detections=world_detections(world))
     return SimStream(world, stream)

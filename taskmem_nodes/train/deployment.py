@@ -54,15 +54,16 @@ class Deployment:
             store.close()
         return cls(dict(streams), memories, tasks)
 
-    def labelled_tasks(self) -> dict[str, tuple]:
+    def labelled_tasks(self, worlds: dict[str, World] | None = None) -> dict[str, tuple]:
         """The tasks of simulated streams with their right answers and evidence (BenchTask), regenerated from the
-        world and task settings the archive kept; streams recorded without task settings have none."""
-        from taskmem_nodes.sim.dataset import make_stream
+        task settings the archive kept and the streams' worlds (`worlds()`, built here unless given); streams
+        recorded without task settings have none."""
+        from taskmem_nodes.sim.dataset import stream_tasks
         from taskmem_nodes.sim.tasks import TaskConfig
 
-        return {sid: make_stream(WorldConfig.from_dict(clips[0].source["world"]),
-                                 TaskConfig.from_dict(clips[0].source["tasks"]), sid).stream.tasks
-                for sid, clips in self.streams.items() if clips and {"world", "tasks"} <= set(clips[0].source)}
+        worlds = self.worlds() if worlds is None else worlds
+        return {sid: stream_tasks(worlds[sid], TaskConfig.from_dict(clips[0].source["tasks"]), sid)
+                for sid, clips in self.streams.items() if sid in worlds and clips and "tasks" in clips[0].source}
 
     def worlds(self) -> dict[str, World]:
         """The simulated worlds of the streams that came from one (ground truth for the judges)."""

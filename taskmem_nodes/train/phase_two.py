@@ -233,9 +233,10 @@ def split_clips(deployment: Deployment, every: int) -> tuple[list[tuple[str, int
 
 def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]], sampler: TaskSampler,
                     judge: TaskJudge, candidate: SteeringAdapter, current: SteeringAdapter | None,
-                    on_clip: Callable[[], None] | None = None) -> dict:
+                    labelled: dict[str, tuple], on_clip: Callable[[], None] | None = None) -> dict:
     """Greedy memories with the candidate and with the current adapter on held-out clips, judged in both
-    orders against the clip's sampled questions: wins, losses, ties and the hot-swap pauses."""
+    orders against the clip's sampled questions: wins, losses, ties and the hot-swap pauses; and memory-only
+    accuracy on the `labelled` tasks of those clips."""
     wins = losses = ties = 0
     pauses = []
     tokens = {"candidate": [], "current": []}
@@ -263,7 +264,7 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
         if on_clip is not None:
             on_clip()
     decided = wins + losses
-    accuracy = held_out_accuracy(deployment, clips, written)
+    accuracy = held_out_accuracy(deployment, clips, written, labelled)
     return {"clips": len(clips), "wins": wins, "losses": losses, "ties": ties,
             "win_rate": wins / decided if decided else 0.0, **({"accuracy": accuracy} if accuracy else {}),
             "swap_pause_ms_max": 1000 * max(pauses, default=0.0),
@@ -271,18 +272,18 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
             "output_tokens": {k: sum(v) / max(1, len(v)) for k, v in tokens.items()}}
 
 
-def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], written: dict[str, dict[str, str]]
-                      ) -> dict | None:
-    """Memory-only accuracy of each variant's memories on the labelled tasks whose evidence lies in a held-out
-    clip: every other clip keeps the memory the deployment wrote, so only the held-out memories differ. The
-    answerer is the benchmark's fixed lexical one. None when no task's answer is known."""
+def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], written: dict[str, dict[str, str]],
+                      labelled: dict[str, tuple]) -> dict | None:
+    """Memory-only accuracy of each variant's memories on the `labelled` tasks (`Deployment.labelled_tasks`)
+    whose evidence lies in a held-out clip: every other clip keeps the memory the deployment wrote, so only the
+    held-out memories differ. The answerer is the benchmark's fixed lexical one. None when no task's answer is
+    known."""
     from taskmem_nodes.answerer import LexicalAnswerer
-    from taskmem_nodes.bench.harness import TaskOutcome
+    from taskmem_nodes.bench.harness import answer_task
     from taskmem_nodes.bench.judges import NormalizedMatchJudge
     from taskmem_nodes.bench.metrics import tally
     from taskmem_nodes.records import MemoryRecord
 
-    labelled = deployment.labelled_tasks()
     spans = defaultdict(list)
     for stream_id, position in clips:
         clip = deployment.streams[stream_id][position].clip
@@ -293,14 +294,12 @@ def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], writ
         return None
     answerer, judge, result = LexicalAnswerer(), NormalizedMatchJudge(), {"tasks": len(tasks)}
     for name, memories in written.items():
-        outcomes = []
-        for stream_id, task in tasks:
-            records = [MemoryRecord(a.clip.clip_id, a.clip.clip_id, a.clip.start, a.clip.end, text)
-                       for a in deployment.streams[stream_id]
-                       if a.clip.end <= task.arrival + 1e-6
-                       and (text := memories.get(a.clip.clip_id, deployment.memories.get(a.clip.clip_id)))]
-            answer = answerer.answer(task.question, list(task.options), records)
-            outcomes.append(TaskOutcome(task, answer.answered, answer.text, answer.option_index, answer.memory_ids))
+        records = {sid: [MemoryRecord(a.clip.clip_id, a.clip.clip_id, a.clip.start, a.clip.end, text)
+                         for a in deployment.streams[sid]
+                         if (text := memories.get(a.clip.clip_id, deployment.memories.get(a.clip.clip_id)))]
+                   for sid in spans}
+        outcomes = [answer_task(task, [m for m in records[sid] if m.end <= task.arrival + 1e-6], answerer)
+                    for sid, task in tasks]
         result[name] = tally(outcomes, judge)["overall"].accuracy
     return result
 
@@ -370,7 +369,8 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
     candidate = SteeringAdapter(vector, info)
     tick = progress("evaluation gate", len(held_out)) if progress else None
     gate_questions = TaskSampler(deployment.tasks, config, random.Random(config.seed + 1))  # same with a cache
-    gate = evaluation_gate(backend, deployment, held_out, gate_questions, judge, candidate, current, tick)
+    gate = evaluation_gate(backend, deployment, held_out, gate_questions, judge, candidate, current,
+                           deployment.labelled_tasks(worlds), tick)
     against = current.version if current else "base policy"
     reasons = []
     if gate["win_rate"] < config.min_win_rate:
