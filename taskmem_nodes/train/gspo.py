@@ -118,8 +118,9 @@ class Curriculum:
 
 def sample_group(policy: RestrictedPolicy, request, group_size: int, temperature: float, max_new_tokens: int,
                  extra_processors: Sequence = ()) -> list[torch.Tensor]:
-    """`group_size` rollouts (generated token ids, end-of-turn included) from the current policy; decoding
-    is restricted to the policy's ids, then by `extra_processors` (e.g. the inference format enforcer)."""
+    """`group_size` rollouts (generated token ids, end-of-turn included) from the current policy, greedy (one)
+    at temperature 0; decoding is restricted to the policy's ids, then by `extra_processors` (e.g. the
+    inference format enforcer)."""
     from transformers import LogitsProcessorList
 
     _, inputs = prepare_inputs(policy.processor, request)
@@ -127,8 +128,9 @@ def sample_group(policy: RestrictedPolicy, request, group_size: int, temperature
     eos = policy.tokenizer.convert_tokens_to_ids("<|im_end|>")
     with torch.no_grad():
         output = policy.model.generate(
-            **inputs, do_sample=True, temperature=temperature, top_p=1.0, top_k=0,
-            num_return_sequences=group_size, max_new_tokens=max_new_tokens,
+            **inputs, **({"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0,
+                          "num_return_sequences": group_size} if temperature > 0 else {"do_sample": False}),
+            max_new_tokens=max_new_tokens,
             logits_processor=LogitsProcessorList([AllowedTokens(policy.allowed), *extra_processors]),
             eos_token_id=eos,
             pad_token_id=eos,

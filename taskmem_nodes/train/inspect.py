@@ -29,29 +29,17 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
     """Counts over `clips` held-out clips (ground-truth preceding memories): `<kind>_said` / `<kind>_true`
     statements, `new_facts` the clips show and `new_stated` of them stated, `entries`, `unparsed`. Greedy at
     temperature 0, else `rollouts` samples per clip."""
-    from transformers import LogitsProcessorList
-
-    from taskmem_nodes.models.transformers_backend import AllowedTokens, prepare_inputs
-
     torch.manual_seed(seed)
     policy.model.eval()
     counts: Counter = Counter()
-    eos = policy.tokenizer.convert_tokens_to_ids("<|im_end|>")
     done = 0
     for world_seed in HELD_OUT_SEEDS:
         world = World(WorldConfig(seed=world_seed))
         for example in stream_examples(world, frames_per_clip=policy.frames_per_clip, tracker=tracker):
             if done >= clips:
                 return counts
-            if temperature <= 0:
-                _, inputs = prepare_inputs(policy.processor, example.request)
-                with torch.no_grad():
-                    output = policy.model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens,
-                                                   eos_token_id=eos, pad_token_id=eos,
-                                                   logits_processor=LogitsProcessorList([AllowedTokens(policy.allowed)]))
-                outputs = [output[0, inputs["input_ids"].shape[1]:]]
-            else:
-                outputs = sample_group(policy, example.request, rollouts, temperature, max_new_tokens)
+            outputs = sample_group(policy, example.request, rollouts if temperature > 0 else 1, temperature,
+                                   max_new_tokens)
             truth = {s for fact in world.clips[example.index].facts for s in statements(fact.text)}
             new = {s for s in statements(world.describe_new(example.index)) if statement_kind(s) != "room"}
             for ids in outputs:
