@@ -91,6 +91,12 @@ class ChatEndpoint:
         except (KeyError, IndexError, TypeError):
             raise JudgeError(f"judge reply has no choices[0].message.content: {str(reply)[:200]}") from None
 
+    def reply_word(self, system: str, user: str, max_tokens: int = 3) -> tuple[str, str]:
+        """(the reply's letters, lower-case; the reply) to a one-word question."""
+        content = self.complete([{"role": "system", "content": system}, {"role": "user", "content": user}],
+                                max_tokens=max_tokens)
+        return re.sub(r"[^a-z]", "", content.lower()), content
+
     def _post(self, body: dict) -> dict:
         headers = {"Content-Type": "application/json"}
         if key := os.environ.get(self.api_key_env):
@@ -122,12 +128,9 @@ class OpenAIJudge(ChatEndpoint):
     name: str = "openai"
 
     def judge(self, task: BenchTask, prediction: str) -> bool:
-        content = self.complete([
-            {"role": "system", "content": JUDGE_PROMPT},
-            {"role": "user", "content": f"Question: {task.question}\nReference answer: {task.answer}\n"
-                                        f"Predicted answer: {prediction}\nSame meaning (yes/no)?"},
-        ], max_tokens=3)
-        verdict = re.sub(r"[^a-z]", "", content.lower())
+        verdict, content = self.reply_word(JUDGE_PROMPT, f"Question: {task.question}\nReference answer: "
+                                                         f"{task.answer}\nPredicted answer: {prediction}\n"
+                                                         "Same meaning (yes/no)?")
         if verdict.startswith("yes"):
             return True
         if verdict.startswith("no"):

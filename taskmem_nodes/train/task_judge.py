@@ -10,7 +10,6 @@ Callers judge every pair in both orders and keep only verdicts that agree (`pref
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -81,12 +80,9 @@ class OpenAITaskJudge(ChatEndpoint):
 
     def prefer(self, clip: ClipRef, task_type: str, questions: Sequence[str], first: str, second: str) -> Verdict:
         asked = "\n".join(f"- {q}" for q in questions)
-        content = self.complete([
-            {"role": "system", "content": TASK_JUDGE_PROMPT},
-            {"role": "user", "content": f"Questions ({task_type}):\n{asked}\n\nMemory A: {first}\n\n"
-                                        f"Memory B: {second}\n\nMore useful (A, B or tie)?"},
-        ], max_tokens=3)
-        verdict = re.sub(r"[^a-z]", "", content.lower())
+        verdict, content = self.reply_word(TASK_JUDGE_PROMPT, f"Questions ({task_type}):\n{asked}\n\nMemory A: "
+                                                              f"{first}\n\nMemory B: {second}\n\nMore useful "
+                                                              "(A, B or tie)?")
         if verdict.startswith("tie"):
             return "tie"
         if verdict in ("a", "b"):
