@@ -20,6 +20,14 @@ class Detection:
     width: float = 0.0
     height: float = 0.0
 
+    def __post_init__(self) -> None:
+        """Every source of detections (tracker messages, bags, the archive) gets the same check."""
+        if not self.entity_id.strip():
+            raise ValueError("tracked entity with an empty id")
+        if not (0.0 <= self.x <= 1.0 and 0.0 <= self.y <= 1.0):
+            raise ValueError(f"tracked entity {self.entity_id!r}: box centre ({self.x}, {self.y}) is not in "
+                             "image fractions 0..1")
+
 
 @dataclass(frozen=True)
 class Frame:

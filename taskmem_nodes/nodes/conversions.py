@@ -67,15 +67,7 @@ def detections_to_msg(detections: tuple[Detection, ...], stamp: Time, frame_id: 
 
 def msg_to_detections(msg: TrackedEntities) -> tuple[Detection, ...]:
     """A tracker message's people; raises ValueError for an empty id or a box centre outside the image."""
-    out = []
-    for entity in msg.entities:
-        if not entity.entity_id.strip():
-            raise ValueError("tracked entity with an empty id")
-        if not (0.0 <= entity.x <= 1.0 and 0.0 <= entity.y <= 1.0):
-            raise ValueError(f"tracked entity {entity.entity_id!r}: box centre ({entity.x}, {entity.y}) is not in "
-                             "image fractions 0..1")
-        out.append(Detection(entity.entity_id.strip(), entity.x, entity.y, entity.width, entity.height))
-    return tuple(out)
+    return tuple(Detection(e.entity_id.strip(), e.x, e.y, e.width, e.height) for e in msg.entities)
 
 
 def msg_to_clip(msg: ClipMsg) -> Clip:
