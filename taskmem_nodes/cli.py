@@ -573,6 +573,8 @@ def train_inspect(
                                  on_clip=bar.update)
     for kind in ("room", "person", "other"):
         console.print(f"{kind} statements true: {counts[kind + '_true']} of {counts[kind + '_said']}")
+    console.print(f"person statements naming someone the clip shows: {counts['person_id_true']} of "
+                  f"{counts['person_said']}")
     console.print(f"new facts stated: {counts['new_stated']} of {counts['new_facts']}; entries {counts['entries']}, "
                   f"unparsed {counts['unparsed']}")
 

@@ -91,7 +91,8 @@ def entity_tag_id(entity_id: str) -> str:
     return "face_" + ("".join(ch for ch in entity_id if ch.isascii() and ch.isalnum())[:32] or "unknown")
 
 
-def _side(x: float) -> str:
+def view_side(x: float) -> str:
+    """Which third of the view a box centre at `x` (0 left .. 1 right) is in."""
     return "left" if x < 1 / 3 else "right" if x > 2 / 3 else "middle"
 
 
@@ -104,18 +105,19 @@ def tracked_people(clip: Clip) -> list[tuple[str, str]] | None:
     for frame in clip.frames:
         for detection in frame.detections or ():
             last_seen[entity_tag_id(detection.entity_id)] = detection.x
-    return [(entity, _side(x)) for entity, x in sorted(last_seen.items(), key=lambda item: (item[1], item[0]))]
+    return [(entity, view_side(x)) for entity, x in sorted(last_seen.items(), key=lambda item: (item[1], item[0]))]
 
 
 def tracker_line(people: list[tuple[str, str]] | None) -> str | None:
-    """The prompt's line on who the tracker saw in the newest clip (the paper's `<face_k>` ids); None without a
-    tracker."""
+    """The prompt's line on who the tracker saw in the newest clip (the paper's `<face_k>` ids), each id after the
+    side of the view it was last seen in, so a policy that has seen someone on the left copies the id that
+    follows "left"; None without a tracker."""
     if people is None:
         return None
     if not people:
         return "The person tracker sees nobody in the newest clip."
     return "The person tracker sees in the newest clip: " + ", ".join(
-        f"<{entity}> ({side})" for entity, side in people) + "."
+        f"{side}: <{entity}>" for entity, side in people) + "."
 
 
 def build_prompt_text(window_start: float, current: Clip, preceding: Sequence[PrecedingMemory]) -> str:

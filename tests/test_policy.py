@@ -122,7 +122,7 @@ def test_tracker_ids_are_in_the_prompt_left_to_right_at_their_last_sighting():
     walker = [Detection("person_3", 0.9, 0.8), Detection("person_3", 0.5, 0.8), Detection("person_3", 0.1, 0.8)]
     clip = tracked_clip(0.0, [(walker[0], Detection("17", 0.55, 0.8)), (walker[1],), (walker[2],)])
     assert tracked_people(clip) == [("person_3", "left"), ("face_17", "middle")]
-    assert "The person tracker sees in the newest clip: <person_3> (left), <face_17> (middle)." in prompt_of(clip)
+    assert "The person tracker sees in the newest clip: left: <person_3>, middle: <face_17>." in prompt_of(clip)
 
 
 def test_no_tracker_no_line_and_a_tracker_that_sees_nobody_says_so():

@@ -110,9 +110,9 @@ def test_thinking_scans_the_first_frame_and_what_changed_by_the_last():
     examples = list(stream_examples(world, frames_per_clip=2, tracker=False))
     assert examples[0].target.startswith(
         "<think>\nThe kitchen. first: table: purple bottle, yellow book, yellow book. "
-        "counter: green ball, green ball. people: 2 red walking. last: same.\n</think>")
-    assert "first: table: purple bottle, yellow book, yellow book. counter: green ball, green ball. people: 2 red " \
-           "walking. last: people: none." in examples[1].target
+        "counter: green ball, green ball. people: left 2 red walking. last: same.\n</think>")
+    assert "first: table: purple bottle, yellow book, yellow book. counter: green ball, green ball. people: left 2 " \
+           "red walking. last: people: none." in examples[1].target
     assert "person 2 in red leaves the kitchen." in examples[1].description
     # person 5 enters and leaves between the two frames shown: nothing tells of it, so the target leaves it out
     assert "person 5 in black enters the kitchen." in world.describe_new(2)
@@ -120,16 +120,19 @@ def test_thinking_scans_the_first_frame_and_what_changed_by_the_last():
 
     refs = [(examples[0].target[a:b], cell) for a, b, cell in examples[0].cell_refs]
     assert refs == [("purple bottle", 16), ("yellow book", 17), ("yellow book", 18), ("green ball", 21),
-                    ("green ball", 22), ("2 red walking", 33)]  # row 2: the places' units; row 4: person slot 0
+                    ("green ball", 22), ("left 2 red walking", 33)]  # row 2: the places' units; row 4: person slot 0
     labels = cell_labels(world, 0, *examples[0].frame_span)  # the cell probe's labels agree on every cell named
     colours, kinds, people = (cell_classes(world.config)[head] for head in ("colour", "kind", "person"))
     for text, cell in refs[:5]:
         assert f"{colours[labels[0, 0, cell]]} {kinds[labels[0, 1, cell]]}" == text
     assert people[labels[0, 2, 33]] == "2"
-    # with the tracker's ids in the prompt the id is copied from there: the guide ties only shirt and doing
+    # with the tracker's ids in the prompt the id is copied from there: the cell keeps the side, shirt and doing
     tracked = next(stream_examples(world, frames_per_clip=2))
-    assert tracked.target == examples[0].target
-    assert [(tracked.target[a:b], cell) for a, b, cell in tracked.cell_refs][-1] == ("red walking", 33)
+    assert tracked.target == examples[0].target and not examples[0].id_refs
+    assert [(tracked.target[a:b], cell) for a, b, cell in tracked.cell_refs][-2:] == [("left", 33), ("red walking", 33)]
+    thinking_id, description_id = tracked.id_refs  # "left 2 red" in the thinking, "person 2 in red" in the JSON
+    assert tracked.target[thinking_id[0] - 5: thinking_id[1]] == "left 2" and thinking_id[2] == "person_2"
+    assert tracked.target[description_id[0] - 7: description_id[1] + 7] == "person 2 in red"
 
 
 def test_attention_guide_pairs_scanned_tokens_with_their_cells_vision_tokens(tmp_path):
@@ -142,10 +145,17 @@ def test_attention_guide_pairs_scanned_tokens_with_their_cells_vision_tokens(tmp
     policy = RestrictedPolicy.load(full_frames, allowed, frames_per_clip=2)
     example = list(stream_examples(World(WorldConfig(seed=5)), frames_per_clip=2))[3]  # a 4-clip window
     sequence = policy.encode(example.request, example.target)
-    queries, keys = _AttentionGuide(policy, WarmStartConfig(attention_guide_weight=1.0)).pairs(example, sequence)
+    guide = _AttentionGuide(policy, WarmStartConfig(attention_guide_weight=1.0))
+    queries, keys, owners = guide.pairs(example, sequence)
     ids = sequence.inputs["input_ids"][0]
     video = (ids == policy.model.config.video_token_id).nonzero().flatten()
-    assert len(video) == 4 * 48 and set(keys.tolist()) <= set(video[-48:].tolist())  # the newest clip's tokens
-    predicted = policy.tokenizer.decode(ids[queries + 1])  # the tokens those positions predict
+    cells = len(queries) - 2  # the scanned items' tokens; then the id "1" in the thinking and in the description
+    assert len(video) == 4 * 48 and set(keys[owners < cells].tolist()) <= set(video[-48:].tolist())  # newest clip
+    predicted = policy.tokenizer.decode(ids[queries[:cells] + 1])  # the tokens those positions predict
     assert predicted.replace(" ", "") == "".join(example.target[a:b] for a, b, _ in example.cell_refs).replace(" ", "")
-    assert (keys - video[-48]).tolist()[:2] == [example.cell_refs[0][2]] * 2  # "purple ball" -> its cell, twice
+    # the copied ids: "left 1 purple" looks at the tracker line's "<person_1>", the description at both
+    tracker_digit, thinking_digit = int(keys[owners == cells][0]), int(queries[cells]) + 1
+    assert policy.tokenizer.decode(ids[tracker_digit - 2: tracker_digit + 1]) == "person_1"
+    assert [policy.tokenizer.decode(ids[q + 1]) for q in queries[cells:]] == ["1", "1"]
+    assert keys[owners == cells + 1].tolist() == [tracker_digit, thinking_digit]
+    assert (keys[:2] - video[-48]).tolist() == [example.cell_refs[0][2]] * 2  # "purple ball" -> its cell, twice

@@ -8,6 +8,7 @@ benchmark use, so training sees exactly the prompts of inference.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ def target_output(description: str, thinking: str) -> str:
 
 CellRef = tuple[int, int, int]
 """(start, end, cell): characters of the thinking that name what one layout cell of the newest clip shows."""
+IdRef = tuple[int, int, str]
+"""(start, end, entity): characters of the target that copy a tracker id (its digits), and the entity id."""
 
 
 def _scan_part(text: str, items: list[tuple[str, int]]) -> tuple[str, list[CellRef]]:
@@ -44,46 +47,61 @@ def _scan_part(text: str, items: list[tuple[str, int]]) -> tuple[str, list[CellR
     return text, refs
 
 
-def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False) -> list[tuple[str, list[CellRef]]]:
+ScanPart = tuple[str, list[CellRef], list[IdRef]]
+
+
+def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False) -> list[ScanPart]:
     """What one frame shows, part by part in the renderer's left-to-right order (lights, door, each place's
-    object units, the people: id, shirt, what they do), each part with the cells its items are drawn in. With
-    a tracker a person's id comes from the prompt, so only their shirt and doing are tied to the cell."""
-    from taskmem_nodes.sim.render import GRID_COLUMNS, PLACE_COLUMNS, place_units, shirt_columns
+    object units, the people: side of the view, id, shirt, what they do), each part with the cells its items
+    are drawn in. With a tracker a person's id is copied from the prompt's tracker line (the id after the same
+    side): the id's digits are an id reference instead of part of the cell's span."""
+    from taskmem_nodes.policy import view_side
+    from taskmem_nodes.sim.render import GRID_COLUMNS, PERSON_COLUMNS, PLACE_COLUMNS, place_units, shirt_columns
 
     room_state = state.rooms[room.name]
-    parts = [("lights off." if not room_state.lights_on else "lights on.", []),
-             ("door open." if room_state.door_open else "door closed.", [])]
+    parts: list[ScanPart] = [("lights off." if not room_state.lights_on else "lights on.", [], []),
+                             ("door open." if room_state.door_open else "door closed.", [], [])]
     for column, place in zip(PLACE_COLUMNS, room.places):
         units = [f"{colour} {kind}" for colour, kind in place_units(state, room.name, place)]
         text, refs = _scan_part(f"{place}:", [(u, 2 * GRID_COLUMNS + column + k) for k, u in enumerate(units)])
-        parts.append((text + ("." if units else " nothing."), refs))
-    people = [(f"{p.pid} {p.shirt} {'carrying ' + ' '.join(p.carrying) if p.carrying else p.activity}",
-               4 * GRID_COLUMNS + shirt_columns(p.slot)[0]) for p in state.in_room(room.name)]
+        parts.append((text + ("." if units else " nothing."), refs, []))
+    present = state.in_room(room.name)
+    people = [(f"{view_side(PERSON_COLUMNS[p.slot] / GRID_COLUMNS)} {p.pid} {p.shirt} "
+               f"{'carrying ' + ' '.join(p.carrying) if p.carrying else p.activity}",
+               4 * GRID_COLUMNS + shirt_columns(p.slot)[0]) for p in present]
     text, refs = _scan_part("people:", people)
-    if tracked:  # the id is copied from the tracker's line: the guide leaves it free to look there
-        refs = [(start + text[start:end].index(" ") + 1, end, cell) for start, end, cell in refs]
-    parts.append((text + ("." if people else " none."), refs))
+    id_refs: list[IdRef] = []
+    if tracked:  # side | id | shirt and doing: the side and the rest tied to the cell, the id to the tracker line
+        split = []
+        for (start, end, cell), person in zip(refs, present):
+            id_start = text.index(" ", start) + 1
+            id_end = id_start + len(str(person.pid))
+            split += [(start, id_start - 1, cell), (id_end + 1, end, cell)]
+            id_refs.append((id_start, id_end, f"person_{person.pid}"))
+        refs = split
+    parts.append((text + ("." if people else " none."), refs, id_refs))
     return parts
 
 
 def scan_thinking(world: World, index: int, frame_span: tuple[float, float], tracked: bool = False
-                  ) -> tuple[str, list[CellRef]]:
+                  ) -> tuple[str, list[CellRef], list[IdRef]]:
     """The plan the warm start teaches: the room, a scan of the clip's first frame shown, and what differs at its
-    last, with the cells each scanned item is drawn in. Reading each cell into the thinking first makes the
-    memory a matter of comparing and copying text (a count of new facts here, as the only plan, taught the
-    model to say "0" and write the room only)."""
+    last, with the cells each scanned item is drawn in (and, with a tracker, where each id is copied). Reading
+    each cell into the thinking first makes the memory a matter of comparing and copying text (a count of new
+    facts here, as the only plan, taught the model to say "0" and write the room only)."""
     clip = world.clips[index]
     room = world.config.room_spec(clip.room)
     first, last = (scene_scan(clip.state_at(t), room, tracked) for t in frame_span)
     shown = [part for part in first if part[0] not in ("lights on.", "door closed.")]
-    changed = [b for a, b in zip(first, last, strict=True) if a[0] != b[0]] or [("same.", [])]
-    text, refs = f"The {clip.room}.", []
+    changed = [b for a, b in zip(first, last, strict=True) if a[0] != b[0]] or [("same.", [], [])]
+    text, refs, id_refs = f"The {clip.room}.", [], []
     for label, parts in (("first:", shown), ("last:", changed)):
         text += f" {label}"
-        for part, part_refs in parts:
+        for part, part_refs, part_ids in parts:
             refs += [(len(text) + 1 + start, len(text) + 1 + end, cell) for start, end, cell in part_refs]
+            id_refs += [(len(text) + 1 + start, len(text) + 1 + end, entity) for start, end, entity in part_ids]
             text += f" {part}"
-    return text, refs
+    return text, refs, id_refs
 
 
 def thinking_for(world: World, index: int, frame_span: tuple[float, float]) -> str:
@@ -102,6 +120,7 @@ class ClipExample:
     target: str  # the whole output text for supervised training
     frame_span: tuple[float, float] = (0.0, 0.0)  # stream times of the clip's first and last frame shown
     cell_refs: tuple[CellRef, ...] = ()  # spans of `target` naming what a cell of the newest clip shows
+    id_refs: tuple[IdRef, ...] = ()  # spans of `target` copying a tracker id (none without a tracker)
 
 
 def stream_clips(world: World, sample_fps: float, *, tracker: bool = True) -> list[Clip]:
@@ -170,11 +189,21 @@ def target_description(world: World, index: int, frame_span: tuple[float, float]
     return " ".join(f.text for f in facts if seen_between(clip, f, frame_span))
 
 
+def description_id_refs(description: str) -> list[IdRef]:
+    """Where the description names a tracked person ("person 2 in red ..."): the digits copy the id."""
+    return [(m.start(1), m.end(1), f"person_{m.group(1)}") for m in re.finditer(r"\bperson (\d+)\b", description)]
+
+
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
              new_only: bool, tracked: bool = False) -> ClipExample:
     description = target_description(world, index, span, new_only=new_only)
-    thinking, refs = scan_thinking(world, index, span, tracked)
+    thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked)
     target = target_output(description, thinking)
     offset = target.index(thinking)
+    id_refs = [(offset + start, offset + end, entity) for start, end, entity in thinking_ids]
+    if tracked:  # the description's JSON string holds it verbatim (plain ASCII, nothing escaped)
+        described = target.rindex(json.dumps(description)) + 1
+        id_refs += [(described + start, described + end, entity)
+                    for start, end, entity in description_id_refs(description)]
     return ClipExample(world, index, request, description, target, span,
-                       tuple((offset + start, offset + end, cell) for start, end, cell in refs))
+                       tuple((offset + start, offset + end, cell) for start, end, cell in refs), tuple(id_refs))

@@ -27,8 +27,9 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
                     tracker: bool = True, max_new_tokens: int = 200, seed: int = 0,
                     on_clip: Callable[[], None] | None = None) -> Counter:
     """Counts over `clips` held-out clips (ground-truth preceding memories): `<kind>_said` / `<kind>_true`
-    statements, `new_facts` the clips show and `new_stated` of them stated, `entries`, `unparsed`. Greedy at
-    temperature 0, else `rollouts` samples per clip."""
+    statements, `person_id_true` person statements naming someone the clip shows, `new_facts` the clips show
+    and `new_stated` of them stated, `entries`, `unparsed`. Greedy at temperature 0, else `rollouts` samples
+    per clip."""
     torch.manual_seed(seed)
     policy.model.eval()
     counts: Counter = Counter()
@@ -42,6 +43,7 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
                                    max_new_tokens)
             truth = {s for fact in world.clips[example.index].facts for s in statements(fact.text)}
             new = {s for s in statements(world.describe_new(example.index)) if statement_kind(s) != "room"}
+            present = {" ".join(s.split()[:2]) for s in truth if statement_kind(s) == "person"}
             for ids in outputs:
                 try:
                     said = statements(parse_output(THINK_PREFILL + policy.tokenizer.decode(
@@ -52,6 +54,8 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
                 for sentence in said:
                     counts[f"{statement_kind(sentence)}_said"] += 1
                     counts[f"{statement_kind(sentence)}_true"] += sentence in truth
+                    counts["person_id_true"] += statement_kind(sentence) == "person" and \
+                        " ".join(sentence.split()[:2]) in present
                 counts["new_facts"] += len(new)
                 counts["new_stated"] += len(new & set(said))
                 counts["entries"] += 1

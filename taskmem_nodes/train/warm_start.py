@@ -168,35 +168,70 @@ class _CellTask:
 
 
 class _AttentionGuide:
-    """Teaches the decoder where to look: each scanned item of the thinking attends to its cell's vision token."""
+    """Teaches the decoder where to look: each scanned item of the thinking attends to its cell's vision token,
+    and each copied tracker id to where that id was written before (the tracker line, earlier in the target)."""
 
     def __init__(self, policy: RestrictedPolicy, config: WarmStartConfig):
         self.policy, self.weight, self.layer = policy, config.attention_guide_weight, config.attention_layer
         if self.weight:
             policy.model.set_attn_implementation("eager")  # sdpa returns no attention weights
 
-    def pairs(self, example: ClipExample, sequence) -> tuple[torch.Tensor, torch.Tensor]:
-        """(query positions, key positions): the position predicting each token of a scanned item, and the
-        vision token of its cell in the newest clip."""
+    def pairs(self, example: ClipExample, sequence) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(query positions, key positions, owners): the position predicting each guided target token, and the
+        keys it should attend to, each key with the index of its query (a copied id has one key per earlier
+        occurrence; a scanned item's token one: the vision token of its cell in the newest clip)."""
         text = example.target.removeprefix(THINK_PREFILL)
         shift = len(example.target) - len(text)
         offsets = self.policy.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        video = (sequence.inputs["input_ids"][0] == self.policy.model.config.video_token_id).nonzero().flatten()
-        newest = video[-self.policy.tokens_per_group(sequence):][0]
-        queries, keys = [], []
+        ids = sequence.inputs["input_ids"][0]
+        video = (ids == self.policy.model.config.video_token_id).nonzero().flatten()
+        newest = int(video[-self.policy.tokens_per_group(sequence):][0])
+
+        def tokens_in(start: int, end: int) -> list[int]:
+            return [j for j, (a, b) in enumerate(offsets) if b > start - shift and a < end - shift]
+
+        queries: list[int] = []
+        keys: list[list[int]] = []
         for start, end, cell in example.cell_refs:
-            for j, (a, b) in enumerate(offsets):
-                if b > start - shift and a < end - shift:
-                    queries.append(sequence.prompt_tokens - 1 + j)
-                    keys.append(int(newest) + cell)
-        return torch.tensor(queries, dtype=torch.long), torch.tensor(keys, dtype=torch.long)
+            for j in tokens_in(start, end):
+                queries.append(sequence.prompt_tokens - 1 + j)
+                keys.append([newest + cell])
+        written: dict[str, list[list[int]]] = {}  # entity -> the token positions of each occurrence so far
+        for entity, positions in self._tracker_line_ids(ids[: sequence.prompt_tokens]):
+            written.setdefault(entity, []).append(positions)
+        for start, end, entity in sorted(example.id_refs):
+            tokens = [sequence.prompt_tokens + j for j in tokens_in(start, end)]
+            earlier = [occurrence for occurrence in written.get(entity, []) if len(occurrence) == len(tokens)]
+            for m, position in enumerate(tokens if earlier else []):
+                queries.append(position - 1)
+                keys.append([occurrence[m] for occurrence in earlier])
+            written.setdefault(entity, []).append(tokens)
+        owners = [k for k, group in enumerate(keys) for _ in group]
+        return (torch.tensor(queries, dtype=torch.long), torch.tensor([p for g in keys for p in g], dtype=torch.long),
+                torch.tensor(owners, dtype=torch.long))
+
+    def _tracker_line_ids(self, prompt_ids: torch.Tensor) -> list[tuple[str, list[int]]]:
+        """(entity, positions of its id's digit tokens) of every `<person_k>` tag in the prompt."""
+        tokenizer = self.policy.tokenizer
+        tag = tokenizer("person_", add_special_tokens=False)["input_ids"]
+        ids = prompt_ids.tolist()
+        found = []
+        for i in range(len(ids) - len(tag)):
+            if ids[i: i + len(tag)] == tag:
+                digits = end = i + len(tag)
+                while end < len(ids) and tokenizer.decode([ids[end]]).isdigit():
+                    end += 1
+                if end > digits:
+                    found.append((f"person_{tokenizer.decode(ids[digits:end])}", list(range(digits, end))))
+        return found
 
     def loss(self, example: ClipExample, sequence, attention: torch.Tensor) -> torch.Tensor:
-        queries, keys = self.pairs(example, sequence)
+        queries, keys, owners = self.pairs(example, sequence)
         if not len(queries):
             return torch.zeros(())
-        weights = attention[:, queries, keys].mean(0)  # (pairs,) the heads' mean attention
-        return -torch.log(weights.clamp(min=1e-6)).mean()
+        weights = attention[:, queries[owners], keys].mean(0)  # (keys,) the heads' mean attention
+        on_keys = torch.zeros(len(queries), dtype=weights.dtype).index_add(0, owners, weights)
+        return -torch.log(on_keys.clamp(min=1e-6)).mean()
 
 
 def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float], None] | None = None) -> Path:
