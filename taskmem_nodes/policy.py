@@ -91,6 +91,11 @@ def entity_tag_id(entity_id: str) -> str:
     return "face_" + ("".join(ch for ch in entity_id if ch.isascii() and ch.isalnum())[:32] or "unknown")
 
 
+def person_mentions(text: str) -> list[tuple[int, int, str]]:
+    """Where `text` names a person as "person 2": the id's digits (start, end) and its entity id ("person_2")."""
+    return [(m.start(1), m.end(1), f"person_{m.group(1)}") for m in _PERSON_ID.finditer(text)]
+
+
 def view_side(x: float) -> str:
     """Which third of the view a box centre at `x` (0 left .. 1 right) is in."""
     return "left" if x < 1 / 3 else "right" if x > 2 / 3 else "middle"
@@ -242,6 +247,6 @@ def parse_output(raw: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> ParsedMemo
     if not description:
         raise MemoryParseError("empty description")
     found = [(m.start(), m.group(1)) for m in _ENTITY_TAG.finditer(description)]
-    found += [(m.start(), f"person_{m.group(1)}") for m in _PERSON_ID.finditer(description)]
+    found += [(start, entity) for start, _, entity in person_mentions(description)]
     entities = tuple(dict.fromkeys(name for _, name in sorted(found)))
     return ParsedMemory(description=description, thinking=thinking, entity_ids=entities)

@@ -8,7 +8,6 @@ benchmark use, so training sees exactly the prompts of inference.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from taskmem_nodes.policy import (
     PolicyRequest,
     PrecedingMemory,
     build_request,
+    person_mentions,
     pick_frames,
     select_window,
 )
@@ -56,7 +56,7 @@ def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False) -> list
     are drawn in. With a tracker a person's id is copied from the prompt's tracker line (the id after the same
     side): the id's digits are an id reference instead of part of the cell's span."""
     from taskmem_nodes.policy import view_side
-    from taskmem_nodes.sim.render import GRID_COLUMNS, PERSON_COLUMNS, PLACE_COLUMNS, place_units, shirt_columns
+    from taskmem_nodes.sim.render import GRID_COLUMNS, PLACE_COLUMNS, person_detections, place_units, shirt_columns
 
     room_state = state.rooms[room.name]
     parts: list[ScanPart] = [("lights off." if not room_state.lights_on else "lights on.", [], []),
@@ -65,19 +65,19 @@ def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False) -> list
         units = [f"{colour} {kind}" for colour, kind in place_units(state, room.name, place)]
         text, refs = _scan_part(f"{place}:", [(u, 2 * GRID_COLUMNS + column + k) for k, u in enumerate(units)])
         parts.append((text + ("." if units else " nothing."), refs, []))
-    present = state.in_room(room.name)
-    people = [(f"{view_side(PERSON_COLUMNS[p.slot] / GRID_COLUMNS)} {p.pid} {p.shirt} "
+    present = list(zip(state.in_room(room.name), person_detections(state, room.name)))  # as the tracker reports
+    people = [(f"{view_side(seen.x)} {p.pid} {p.shirt} "
                f"{'carrying ' + ' '.join(p.carrying) if p.carrying else p.activity}",
-               4 * GRID_COLUMNS + shirt_columns(p.slot)[0]) for p in present]
+               4 * GRID_COLUMNS + shirt_columns(p.slot)[0]) for p, seen in present]
     text, refs = _scan_part("people:", people)
     id_refs: list[IdRef] = []
     if tracked:  # side | id | shirt and doing: the side and the rest tied to the cell, the id to the tracker line
         split = []
-        for (start, end, cell), person in zip(refs, present):
+        for (start, end, cell), (person, seen) in zip(refs, present):
             id_start = text.index(" ", start) + 1
             id_end = id_start + len(str(person.pid))
             split += [(start, id_start - 1, cell), (id_end + 1, end, cell)]
-            id_refs.append((id_start, id_end, f"person_{person.pid}"))
+            id_refs.append((id_start, id_end, seen.entity_id))
         refs = split
     parts.append((text + ("." if people else " none."), refs, id_refs))
     return parts
@@ -189,11 +189,6 @@ def target_description(world: World, index: int, frame_span: tuple[float, float]
     return " ".join(f.text for f in facts if seen_between(clip, f, frame_span))
 
 
-def description_id_refs(description: str) -> list[IdRef]:
-    """Where the description names a tracked person ("person 2 in red ..."): the digits copy the id."""
-    return [(m.start(1), m.end(1), f"person_{m.group(1)}") for m in re.finditer(r"\bperson (\d+)\b", description)]
-
-
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
              new_only: bool, tracked: bool = False) -> ClipExample:
     description = target_description(world, index, span, new_only=new_only)
@@ -204,6 +199,6 @@ def _example(world: World, index: int, request: PolicyRequest, span: tuple[float
     if tracked:  # the description's JSON string holds it verbatim (plain ASCII, nothing escaped)
         described = target.rindex(json.dumps(description)) + 1
         id_refs += [(described + start, described + end, entity)
-                    for start, end, entity in description_id_refs(description)]
+                    for start, end, entity in person_mentions(description)]
     return ClipExample(world, index, request, description, target, span,
                        tuple((offset + start, offset + end, cell) for start, end, cell in refs), tuple(id_refs))

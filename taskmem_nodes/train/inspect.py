@@ -19,6 +19,11 @@ HELD_OUT_SEEDS = (555_001, 555_002, 555_003)
 """World seeds no recipe trains on (training worlds start at 1,000,000; benchmark worlds are seed * 1000 + i)."""
 
 
+def named_person(sentence: str) -> str:
+    """The "person k" a person statement is about."""
+    return " ".join(sentence.split()[:2])
+
+
 def statement_kind(sentence: str) -> str:
     return "room" if sentence.startswith("in the ") else "person" if sentence.startswith("person ") else "other"
 
@@ -43,7 +48,7 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
                                    max_new_tokens)
             truth = {s for fact in world.clips[example.index].facts for s in statements(fact.text)}
             new = {s for s in statements(world.describe_new(example.index)) if statement_kind(s) != "room"}
-            present = {" ".join(s.split()[:2]) for s in truth if statement_kind(s) == "person"}
+            present = {named_person(s) for s in truth if statement_kind(s) == "person"}
             for ids in outputs:
                 try:
                     said = statements(parse_output(THINK_PREFILL + policy.tokenizer.decode(
@@ -52,10 +57,10 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
                     counts["unparsed"] += 1
                     continue
                 for sentence in said:
-                    counts[f"{statement_kind(sentence)}_said"] += 1
-                    counts[f"{statement_kind(sentence)}_true"] += sentence in truth
-                    counts["person_id_true"] += statement_kind(sentence) == "person" and \
-                        " ".join(sentence.split()[:2]) in present
+                    kind = statement_kind(sentence)
+                    counts[f"{kind}_said"] += 1
+                    counts[f"{kind}_true"] += sentence in truth
+                    counts["person_id_true"] += kind == "person" and named_person(sentence) in present
                 counts["new_facts"] += len(new)
                 counts["new_stated"] += len(new & set(said))
                 counts["entries"] += 1
