@@ -25,9 +25,6 @@ def test_ground_truth_judge_prefers_facts_that_answer_the_task_type():
     assert judge.prefer(ref, "count", where, objects, person) == "first"
     assert judge.prefer(ref, "activity", where, objects, person) == "second"
     assert judge.prefer(ref, "count", where, objects + " 3 purple zebras on the moon.", objects) == "second"
-    wrong_person = objects + " person 9 in purple is flying."  # false, but no count is read from it
-    assert judge.prefer(ref, "count", where, wrong_person, objects) == "tie"
-    assert judge.prefer(ref, "attribute", where, wrong_person, objects) == "second"
     said_before = ClipRef("s", index, preceding=(objects,))
     assert judge.prefer(said_before, "count", where, objects, "") == "tie"  # repeating memory adds nothing
 

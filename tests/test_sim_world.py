@@ -11,7 +11,7 @@ from taskmem_nodes.paths import default_world
 from taskmem_nodes.sim.dataset import export_stream, load_sim_config, make_stream, world_detections, world_frames
 from taskmem_nodes.sim.render import PERSON_COLUMNS, PLACE_COLUMNS, render_frame
 from taskmem_nodes.sim.tasks import TaskConfig
-from taskmem_nodes.sim.world import COLOURS, ObjectGroup, Person, World, WorldConfig, apply_event, statement_kind
+from taskmem_nodes.sim.world import COLOURS, ObjectGroup, Person, World, WorldConfig, apply_event
 from taskmem_nodes.video_source import open_source
 
 SHORT = WorldConfig(seed=5, duration_s=120.0)
@@ -102,19 +102,6 @@ def test_what_the_facts_say_is_in_the_pixels():
         patch = cell(render_frame(state, room, 32), PLACE_COLUMNS[0], 2)
         shapes.add(np.all(np.abs(patch.astype(int) - COLOURS["red"]) <= 10, axis=-1).tobytes())
     assert len(shapes) == len(world.config.object_kinds)
-
-
-def test_statement_kind_reads_the_kind_of_fact_a_sentence_states():
-    world = World(WorldConfig(seed=3, duration_s=600.0))
-    facts = [f for clip in world.clips for f in clip.facts]
-    kinds = {f.key[:2] if f.key[0] == "event" else f.key[:1] for f in facts}
-    assert {("object",), ("person",), ("room",), ("event", "enter")} <= kinds
-    for fact in facts:  # every canonical sentence, and nothing else decides it
-        kind = statement_kind(fact.text)
-        assert kind and fact.key[:len(kind)] == kind, fact.text
-    assert statement_kind("3 purple zebras on the moon.") == ("object",)  # false, but of the object form
-    assert statement_kind("Person 4 in red IS walking hall") == ("person",)
-    assert statement_kind("a white enters the office.") == ()
 
 
 def test_world_file_defaults_and_validation(tmp_path):

@@ -17,6 +17,7 @@ from taskmem_nodes.sim.world import (
     COLOURS,
     PLURALS,
     ClipTruth,
+    Fact,
     World,
     object_phrase,
     person_name,
@@ -34,14 +35,11 @@ ANSWERING_FACTS = {  # task type -> the kinds of fact its builder below reads an
 }
 
 
-def answers_task_type(key: tuple, task_type: str) -> bool:
-    """Whether questions of `task_type` are answered from facts with this `Fact.key` (or its start, as
-    `world.statement_kind` gives it)."""
+def answers_task_type(fact: Fact, task_type: str) -> bool:
+    """Whether questions of `task_type` are answered from facts like `fact`."""
     kinds = ANSWERING_FACTS.get(task_type, ())
-    if not key:
-        return False
-    kind = key[0]
-    return kind in kinds or (kind == "event" and ("event:*" in kinds or f"event:{key[1]}" in kinds))
+    kind = fact.key[0]
+    return kind in kinds or (kind == "event" and ("event:*" in kinds or f"event:{fact.key[1]}" in kinds))
 
 
 def parse_mix(text: str) -> dict[str, float]:

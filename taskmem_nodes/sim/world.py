@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import random
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -441,30 +440,6 @@ def touched_slots(fact: Fact) -> list[tuple]:
     _, _, _, pid, colour, kind, place, _ = fact.key
     return [slot for slot, present in ((("person", pid), pid is not None),
                                        (("object", colour, kind, place), bool(colour))) if present]
-
-
-STATEMENT_FORMS = (  # the canonical sentences' forms (event_fact, clip_facts) -> the kind of fact they state
-    (r"^person \d+ in \w+ enters the ", ("event", "enter")),
-    (r"^person \d+ in \w+ leaves the ", ("event", "leave")),
-    (r"^person \d+ in \w+ picks up ", ("event", "pick")),
-    (r"^person \d+ in \w+ puts ", ("event", "put")),
-    (r"^person \d+ in \w+ starts ", ("event", "activity")),
-    (r"^person \d+ in \w+ is ", ("person",)),
-    (r" appears on the ", ("event", "appear")),
-    (r" disappears from the ", ("event", "disappear")),
-    (r"^the \w+( \w+)? lights turn ", ("event", "lights")),
-    (r"^the \w+( \w+)? lights are ", ("lights",)),
-    (r"^the \w+( \w+)? door (opens|closes)", ("event", "door")),
-    (r"^\d+ \w+ \w+ on the ", ("object",)),
-    (r"^in the \w+( \w+)?$", ("room",)),
-)
-
-
-def statement_kind(sentence: str) -> tuple:
-    """The start of the `Fact.key` a memory sentence has the form of, true or not: ('object',), ('person',),
-    ('event', 'put'), ...; () when it has none of the world's forms."""
-    text = " ".join(sentence.lower().split()).rstrip(".")
-    return next((kind for pattern, kind in STATEMENT_FORMS if re.search(pattern, text)), ())
 
 
 def person_name(pid: int) -> str:

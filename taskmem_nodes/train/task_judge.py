@@ -3,8 +3,7 @@ same clip, which memory is more useful for answering questions like these (or a 
 
 - `GroundTruthTaskJudge` (the synthetic world): the memory with more true, new facts of the kinds such
   questions are answered from (`sim.tasks.ANSWERING_FACTS`; a fact about something a question names counts
-  twice), each false statement of those kinds counting against it (a false statement of another kind does
-  not mislead these answers: fidelity as such is the pair rule's, `preferences.select_pair`);
+  twice), each false statement counting against it;
 - `OpenAITaskJudge`: a model behind an OpenAI-compatible endpoint answers "A", "B" or "tie".
 Callers judge every pair in both orders and keep only verdicts that agree (`preferences.judge_pairs`).
 """
@@ -17,7 +16,7 @@ from typing import Literal, Protocol
 
 from taskmem_nodes.bench.judges import ChatEndpoint, JudgeError, endpoint_spec
 from taskmem_nodes.sim.tasks import answers_task_type
-from taskmem_nodes.sim.world import World, statement_kind
+from taskmem_nodes.sim.world import World
 from taskmem_nodes.train.fact_judge import statements
 
 Verdict = Literal["first", "second", "tie"]
@@ -55,9 +54,8 @@ class GroundTruthTaskJudge:
         for sentence in set(statements(memory)):
             fact = facts.get(sentence)
             if fact is None:
-                if answers_task_type(statement_kind(sentence), task_type):
-                    score -= 1  # false, of a kind such questions are answered from: it would mislead the answer
-            elif sentence not in said_before and answers_task_type(fact.key, task_type):
+                score -= 1  # false: it would mislead the answer
+            elif sentence not in said_before and answers_task_type(fact, task_type):
                 score += 2 if any(subject in asked for subject in fact.subjects) else 1
         return score
 
