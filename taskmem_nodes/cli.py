@@ -385,6 +385,8 @@ def bench(
     adapter: Annotated[list[str] | None, typer.Option(
         help="<label>=<file>: system policy:<label> runs the default model (or --model <label>=<dir>) steered "
              "by this Phase Two adapter")] = None,
+    adapter_scale: Annotated[list[str] | None, typer.Option(
+        help="<label>=<scale>: apply the --adapter of policy:<label> at this scale instead of its own")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default runs/bench-<time>)")] = None,
 ) -> None:
     """The streaming benchmark: memory written clip by clip, tasks answered at arrival from memory only."""
@@ -425,6 +427,15 @@ def bench(
             raise typer.BadParameter(f"--adapter {item!r}: write <label>=<adapter file> (an existing file)")
         extra_models[label] = {**extra_models.get(label, memorizer_settings(main_model, model_config)),
                                "adapter": path}
+    for item in adapter_scale or []:
+        label, sep, value = item.partition("=")
+        try:
+            if not sep or "adapter" not in extra_models.get(label, {}):
+                raise ValueError
+            extra_models[label]["adapter_scale"] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"--adapter-scale {item!r}: write <label>=<scale> for a label given "
+                                     "--adapter") from None
     if ({"policy", "captioner"} & set(names) or extra_models) and not main_model:
         _ensure_default_model(quiet=True)
     tokenizer = _token_counter()

@@ -57,6 +57,8 @@ def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
     assert (("adapters" if report["released"] else "rejected") in report["adapter"])
     gate = report["gate"]
     assert gate["clips"] == 2 and gate["wins"] + gate["losses"] + gate["ties"] == 2
+    assert gate["accuracy"]["tasks"] > 0  # the logged tasks of the held-out clips, from re-streamed memories
+    assert set(gate["accuracy"]["candidate_by_type"]) <= {"location", "count"}
     if not report["released"]:
         assert gate["reason"]
     assert len(report["dpo"]) == 2 and report["dpo"][-1]["vector_norm"] > 0
@@ -93,3 +95,37 @@ def test_gate_accuracy_answers_the_logged_tasks_from_either_adapters_memories(de
     assert unlabelled.labelled_tasks() == {}
     assert held_out_accuracy(unlabelled, clips, {"candidate": truth, "current": truth},
                              unlabelled.labelled_tasks()) is None
+
+
+def test_gate_restreams_each_clip_from_the_adapters_own_preceding_memories(deployment):
+    import torch
+    from transformers import AutoConfig
+
+    from taskmem_nodes.memorizer import load_backend
+    from taskmem_nodes.models.steering import AdapterInfo
+    from taskmem_nodes.train.phase_two import restream_memories
+
+    folder, warm, _ = deployment
+    loaded = Deployment.load(folder)
+    backend = load_backend("transformers", model_path=str(warm), device="cpu", max_thinking_tokens=16,
+                           max_description_tokens=16, enforce_format=True)
+    backend.load()
+    # what the deployment wrote is what the base policy writes again: the gate reuses it instead
+    assert loaded.written_only_by(backend.model_version, "") and not loaded.written_only_by(backend.model_version, "x")
+    assert restream_memories(backend, loaded) == loaded.memories
+    hidden = AutoConfig.from_pretrained(warm).get_text_config().hidden_size
+    steer = SteeringAdapter(torch.randn(hidden, generator=torch.Generator().manual_seed(0)) * 40,
+                            AdapterInfo(version="0001-test", base_model_version=backend.model_version, layer=0,
+                                        scale=1.0, task_types=["count"]))
+    backend.set_adapter(steer)
+    prompts = []
+    generate = backend.generate
+    backend.generate = lambda request: prompts.append(request.messages[-1]["content"][-1]["text"]) or generate(request)
+    written = restream_memories(backend, loaded)
+    archived = [a for _, clips in sorted(loaded.streams.items()) for a in clips]
+    assert len(prompts) == len(archived) and set(written) <= {a.clip.clip_id for a in archived}
+    deployed = {a.clip.clip_id: loaded.memories.get(a.clip.clip_id) for a in archived}
+    assert written != deployed  # the adapter changed the memories
+    for before, clip, prompt in zip(archived, archived[1:], prompts[1:], strict=False):
+        if before.stream_id == clip.stream_id and before.clip.clip_id in written:
+            assert written[before.clip.clip_id] in prompt, clip.clip.clip_id  # this run's memory, not the deployment's

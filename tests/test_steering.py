@@ -108,3 +108,20 @@ def test_peft_lora_directories_load_switch_and_tag_memories(backend, tiny_checkp
     memorizer.set_adapter(steering)  # from LoRA-free to steering: only the vector acts
     assert memorizer.memorize(_clip(7)).adapter_version == steering.version
     memorizer.set_adapter(None)
+
+
+def test_benchmark_applies_an_adapter_at_another_scale(tmp_path, tiny_checkpoint):
+    from transformers import AutoConfig
+
+    from taskmem_nodes.bench.runner import SystemFactory, memorizer_settings
+
+    hidden = AutoConfig.from_pretrained(tiny_checkpoint).get_text_config().hidden_size
+    path = adapter(hidden).save(tmp_path / "a.steer.safetensors")
+    settings = memorizer_settings(str(tiny_checkpoint), device="cpu", max_thinking_tokens=8,
+                                  max_description_tokens=8)
+    factory = SystemFactory({}, settings, {"own": {**settings, "adapter": str(path)},
+                                           "x6": {**settings, "adapter": str(path), "adapter_scale": 6.0}})
+    own, x6 = factory.backend("own"), factory.backend("x6")
+    assert own.adapter_version == "0001-location" and x6.adapter_version == "0001-location-x6"
+    assert own._adapter.info.scale == 1.5 and x6._adapter.info.scale == 6.0
+    assert torch.equal(x6._adapter.vector, own._adapter.vector)

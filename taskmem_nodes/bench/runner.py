@@ -92,7 +92,7 @@ def memorizer_settings(model_path: str = "", model_config: str | Path | None = N
 class SystemFactory:
     """Builds the memorizers by name. `policy` and `captioner` use the model of `model_settings`; `policy:<label>`
     the model `extra_models[label]` (several checkpoints side by side; an `adapter` key steers it with that
-    Phase Two adapter file). Each backend is loaded once."""
+    Phase Two adapter file, at `adapter_scale` when given). Each backend is loaded once."""
 
     def __init__(self, worlds: dict[str, World], model_settings: dict | None = None,
                  extra_models: dict[str, dict] | None = None):
@@ -118,13 +118,14 @@ class SystemFactory:
             from taskmem_nodes.memorizer import backend_settings, load_backend
 
             settings = dict(self.extra_models.get(label, self.model_settings))
-            adapter = settings.pop("adapter", "")
+            adapter, scale = settings.pop("adapter", ""), settings.pop("adapter_scale", None)
             backend = load_backend("transformers", **backend_settings(settings))
             backend.load()
             if adapter:  # a Phase Two steering adapter on this checkpoint
                 from taskmem_nodes.models.steering import SteeringAdapter
 
-                backend.set_adapter(SteeringAdapter.load(adapter))
+                steering = SteeringAdapter.load(adapter)
+                backend.set_adapter(steering if scale is None else steering.rescaled(scale))
             self._backends[label] = backend
         return self._backends[label]
 

@@ -50,6 +50,11 @@ class SteeringAdapter:
     def version(self) -> str:
         return self.info.version
 
+    def rescaled(self, scale: float) -> SteeringAdapter:
+        """The same vector applied at another scale (a version of its own, for the memories it tags)."""
+        version = f"{self.info.version[:56]}-x{scale:g}"
+        return SteeringAdapter(self.vector, dataclasses.replace(self.info, version=version, scale=scale))
+
     def save(self, path: str | Path) -> Path:
         """Write atomically (temporary file, then rename); returns the path."""
         from safetensors.torch import save_file

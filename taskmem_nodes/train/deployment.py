@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from taskmem_nodes.clip_archive import ArchivedClip, ClipArchive
@@ -27,6 +27,7 @@ class Deployment:
     streams: dict[str, list[ArchivedClip]]
     memories: dict[str, str]
     tasks: list[TaskLogRecord]
+    written_by: dict[str, tuple[str, str]] = field(default_factory=dict)  # clip id -> (model, adapter version)
 
     @classmethod
     def load(cls, root: str | Path) -> Deployment:
@@ -48,11 +49,12 @@ class Deployment:
             clips.sort(key=lambda a: a.index)
         store = MemoryStore(store_path, readonly=True)
         try:
-            memories = {m.clip_id: m.text for m in store.memories()}
+            records = store.memories()
             tasks = list(store.tasks())
         finally:
             store.close()
-        return cls(dict(streams), memories, tasks)
+        return cls(dict(streams), {m.clip_id: m.text for m in records}, tasks,
+                   {m.clip_id: (m.model_version, m.adapter_version) for m in records})
 
     def labelled_tasks(self, worlds: dict[str, World] | None = None) -> dict[str, tuple]:
         """The tasks of simulated streams with their right answers and evidence (BenchTask), regenerated from the
@@ -78,6 +80,11 @@ class Deployment:
         preceding = [PrecedingMemory(a.clip.start, a.clip.end, self.memories[a.clip.clip_id])
                      for a in clips[max(0, position - PRECEDING_MEMORIES): position] if a.clip.clip_id in self.memories]
         return build_request(window, preceding, frames_per_clip)
+
+    def written_only_by(self, model_version: str, adapter_version: str) -> bool:
+        """Whether every archived clip's memory was written by this model with this adapter ("" = none)."""
+        return all(self.written_by.get(a.clip.clip_id) == (model_version, adapter_version)
+                   for clips in self.streams.values() for a in clips)
 
     def preceding_texts(self, stream_id: str, position: int) -> tuple[str, ...]:
         clips = self.streams[stream_id][max(0, position - PRECEDING_MEMORIES): position]

@@ -12,7 +12,8 @@ A deployment is what the robot kept: its store (the memories it wrote, the task 
 4. the evaluation gate: on held-out clips, greedy memories with the new adapter against the current one
    (through the inference backend, hot-swapping between them), judged in both orders; and, where the logged
    tasks' right answers are known (simulated streams), memory-only accuracy on the tasks whose evidence is in
-   those clips (the deployment's memories, with the held-out clips' memories written by either adapter). The
+   those clips, with the deployment's streams memorized again by either adapter (each clip seeing that
+   adapter's own preceding memories, as on the robot and in the benchmark, so changed memories compound). The
    new adapter is released only when it wins at least `min_win_rate` of the decided comparisons and its
    accuracy is at least the current one's plus `min_accuracy_gain`; the verdict and figures go into the
    adapter's metadata and `<out>/report.json`.
@@ -39,7 +40,7 @@ from taskmem_nodes.adapters import AdapterRegistry
 from taskmem_nodes.models.steering import ADAPTER_SUFFIX, AdapterInfo, SteeringAdapter
 from taskmem_nodes.models.transformers_backend import checkpoint_version
 from taskmem_nodes.policy import MemoryParseError, parse_output
-from taskmem_nodes.records import TaskLogRecord
+from taskmem_nodes.records import MemoryRecord, TaskLogRecord
 from taskmem_nodes.train.deployment import Deployment
 from taskmem_nodes.train.fact_judge import judge_entry
 from taskmem_nodes.train.gspo import sample_group
@@ -235,23 +236,23 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
                     judge: TaskJudge, candidate: SteeringAdapter, current: SteeringAdapter | None,
                     labelled: dict[str, tuple], on_clip: Callable[[], None] | None = None) -> dict:
     """Greedy memories with the candidate and with the current adapter on held-out clips, judged in both
-    orders against the clip's sampled questions: wins, losses, ties and the hot-swap pauses; and memory-only
-    accuracy on the `labelled` tasks of those clips."""
+    orders against the clip's sampled questions (both written from the deployment's preceding memories, so
+    the verdict is about this clip alone): wins, losses, ties and the hot-swap pauses; and memory-only
+    accuracy on the `labelled` tasks of those clips, from each adapter's re-streamed memories."""
     wins = losses = ties = 0
     pauses = []
     tokens = {"candidate": [], "current": []}
-    written: dict[str, dict[str, str]] = {"candidate": {}, "current": {}}  # clip id -> memory
+    adapters = {"current": current, "candidate": candidate}
     for stream_id, position in clips:
         request = deployment.request(stream_id, position, backend.frames_per_clip)
         ref = ClipRef(stream_id, deployment.streams[stream_id][position].index,
                       deployment.preceding_texts(stream_id, position))
         texts = {}
-        for name, adapter in (("current", current), ("candidate", candidate)):
+        for name, adapter in adapters.items():
             pauses.append(backend.set_adapter(adapter))
             result = backend.generate(request)
             texts[name] = _description(result.text) or ""
             tokens[name].append(result.output_tokens)
-            written[name][deployment.streams[stream_id][position].clip.clip_id] = texts[name]
         task_type, questions = sampler.draw()
         forward = judge.prefer(ref, task_type, questions, texts["candidate"], texts["current"])
         backward = judge.prefer(ref, task_type, questions, texts["current"], texts["candidate"])
@@ -264,7 +265,16 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
         if on_clip is not None:
             on_clip()
     decided = wins + losses
-    accuracy = held_out_accuracy(deployment, clips, written, labelled)
+    accuracy = None
+    if held_out_tasks(deployment, clips, labelled):
+        written = {}
+        for name, adapter in adapters.items():
+            if name == "current" and deployment.written_only_by(backend.model_version, current_version(current)):
+                written[name] = deployment.memories  # what the robot wrote with it is that adapter's stream
+                continue
+            pauses.append(backend.set_adapter(adapter))
+            written[name] = restream_memories(backend, deployment, on_clip)
+        accuracy = held_out_accuracy(deployment, clips, written, labelled)
     return {"clips": len(clips), "wins": wins, "losses": losses, "ties": ties,
             "win_rate": wins / decided if decided else 0.0, **({"accuracy": accuracy} if accuracy else {}),
             "swap_pause_ms_max": 1000 * max(pauses, default=0.0),
@@ -272,35 +282,63 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
             "output_tokens": {k: sum(v) / max(1, len(v)) for k, v in tokens.items()}}
 
 
-def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], written: dict[str, dict[str, str]],
-                      labelled: dict[str, tuple]) -> dict | None:
-    """Memory-only accuracy of each variant's memories on the `labelled` tasks (`Deployment.labelled_tasks`)
-    whose evidence lies in a held-out clip: every other clip keeps the memory the deployment wrote, so only the
-    held-out memories differ. The answerer is the benchmark's fixed lexical one. None when no task's answer is
-    known."""
-    from taskmem_nodes.answerer import LexicalAnswerer
-    from taskmem_nodes.bench.harness import answer_task
-    from taskmem_nodes.bench.judges import NormalizedMatchJudge
-    from taskmem_nodes.bench.metrics import tally
-    from taskmem_nodes.records import MemoryRecord
+def current_version(adapter: SteeringAdapter | None) -> str:
+    """The version memories written with `adapter` are tagged with ("" = the base policy)."""
+    return adapter.version if adapter is not None else ""
 
+
+def restream_memories(backend, deployment: Deployment, on_clip: Callable[[], None] | None = None) -> dict[str, str]:
+    """Every archived clip memorized again, stream by stream in order, by the backend with the adapter it has
+    now: each clip sees the memories this run wrote for the clips before it, as the memorizer on the robot
+    does. Clip id -> memory (clips whose output was rejected have none)."""
+    from taskmem_nodes.memorizer import Memorizer
+
+    written = {}
+    for _, archived in sorted(deployment.streams.items()):
+        memorizer = Memorizer(backend)
+        for clip in archived:
+            record = memorizer.memorize(clip.clip)
+            if isinstance(record, MemoryRecord):
+                written[clip.clip.clip_id] = record.text
+            if on_clip is not None:
+                on_clip()
+    return written
+
+
+def held_out_tasks(deployment: Deployment, clips: list[tuple[str, int]], labelled: dict[str, tuple]) -> list:
+    """(stream id, task) of the `labelled` tasks (`Deployment.labelled_tasks`) whose evidence lies in one of
+    `clips`."""
     spans = defaultdict(list)
     for stream_id, position in clips:
         clip = deployment.streams[stream_id][position].clip
         spans[stream_id].append((clip.start, clip.end))
-    tasks = [(sid, task) for sid in spans for task in labelled.get(sid, ())
-             if any(start < end_e and start_e < end for start, end in spans[sid] for start_e, end_e in task.evidence)]
+    return [(sid, task) for sid in spans for task in labelled.get(sid, ())
+            if any(start < end_e and start_e < end for start, end in spans[sid] for start_e, end_e in task.evidence)]
+
+
+def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], written: dict[str, dict[str, str]],
+                      labelled: dict[str, tuple]) -> dict | None:
+    """Memory-only accuracy of each variant's memories (`written`: variant -> clip id -> memory, for every clip
+    of the streams) on the `labelled` tasks whose evidence lies in a held-out clip, overall and per task type.
+    The answerer is the benchmark's fixed lexical one. None when no task's answer is known."""
+    from taskmem_nodes.answerer import LexicalAnswerer
+    from taskmem_nodes.bench.harness import answer_task
+    from taskmem_nodes.bench.judges import NormalizedMatchJudge
+    from taskmem_nodes.bench.metrics import tally
+
+    tasks = held_out_tasks(deployment, clips, labelled)
     if not tasks:
         return None
     answerer, judge, result = LexicalAnswerer(), NormalizedMatchJudge(), {"tasks": len(tasks)}
     for name, memories in written.items():
         records = {sid: [MemoryRecord(a.clip.clip_id, a.clip.clip_id, a.clip.start, a.clip.end, text)
-                         for a in deployment.streams[sid]
-                         if (text := memories.get(a.clip.clip_id, deployment.memories.get(a.clip.clip_id)))]
-                   for sid in spans}
+                         for a in deployment.streams[sid] if (text := memories.get(a.clip.clip_id))]
+                   for sid in {sid for sid, _ in tasks}}
         outcomes = [answer_task(task, [m for m in records[sid] if m.end <= task.arrival + 1e-6], answerer)
                     for sid, task in tasks]
-        result[name] = tally(outcomes, judge)["overall"].accuracy
+        scores = tally(outcomes, judge)
+        result[name] = scores["overall"].accuracy
+        result[f"{name}_by_type"] = {t: s.accuracy for t, s in scores.items() if t != "overall"}
     return result
 
 
@@ -367,10 +405,14 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
                        layer=layer, scale=config.scale, task_types=sampler.task_types, data_window=sampler.window,
                        created_at=time.time())
     candidate = SteeringAdapter(vector, info)
-    tick = progress("evaluation gate", len(held_out)) if progress else None
+    labelled = deployment.labelled_tasks(worlds)
+    restreamed = 0
+    if held_out_tasks(deployment, held_out, labelled):  # the gate memorizes the streams again (once or twice)
+        again = 1 if deployment.written_only_by(base_version, current_version(current)) else 2
+        restreamed = again * sum(map(len, deployment.streams.values()))
+    tick = progress("evaluation gate", len(held_out) + restreamed) if progress else None
     gate_questions = TaskSampler(deployment.tasks, config, random.Random(config.seed + 1))  # same with a cache
-    gate = evaluation_gate(backend, deployment, held_out, gate_questions, judge, candidate, current,
-                           deployment.labelled_tasks(worlds), tick)
+    gate = evaluation_gate(backend, deployment, held_out, gate_questions, judge, candidate, current, labelled, tick)
     against = current.version if current else "base policy"
     reasons = []
     if gate["win_rate"] < config.min_win_rate:
