@@ -632,6 +632,36 @@ def train_record_deployment(
     console.print(f"{out}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
+@train_app.command("phase-two-headroom")
+def train_phase_two_headroom(
+    deployment: Annotated[Path, typer.Option(help="The simulated deployment the run learned from")],
+    run: Annotated[Path, typer.Option(help="The phase-two run's --out folder (its pairs.json)")],
+    task_type: Annotated[list[str] | None, typer.Option(
+        help="Rate usefulness for this task type (repeat; default: the types the clips were judged for)")] = None,
+) -> None:
+    """What the run's sampled candidates could add: memory-only accuracy on the training clips' tasks with the
+    deployment's memories, the candidate most useful for the task types, and the most correct candidate."""
+    from taskmem_nodes.train.deployment import Deployment
+    from taskmem_nodes.train.headroom import CHOICES, candidate_headroom
+    from taskmem_nodes.train.phase_two import PAIRS_FILE, load_sampled
+
+    try:
+        data = Deployment.load(deployment)
+        sampled = load_sampled(run / PAIRS_FILE)
+        figures = candidate_headroom(data, sampled, task_type or sorted({c.task_type for c in sampled}))
+    except (OSError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from None
+    if figures is None:
+        raise typer.BadParameter(f"{deployment}: no logged task has a known answer (not a simulated deployment)")
+    types = sorted(figures[f"{CHOICES[0]}_by_type"])
+    table = Table("memories", "overall", *types,
+                  title=f"{figures['tasks']} tasks with evidence in {len(sampled)} training clips, accuracy %")
+    for name in CHOICES:
+        table.add_row(name, f"{100 * figures[name]:.1f}",
+                      *(f"{100 * figures[f'{name}_by_type'][t]:.1f}" for t in types))
+    console.print(table)
+
+
 @train_app.command("phase-two")
 def train_phase_two(
     deployment: Annotated[Path | None, typer.Option(help="Folder with store.db and clips/ (a recorded deployment)")

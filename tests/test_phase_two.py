@@ -10,7 +10,7 @@ from phase_two_util import tiny_deployment
 from taskmem_nodes.models.steering import SteeringAdapter
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.deployment import Deployment
-from taskmem_nodes.train.phase_two import PhaseTwoConfig, run_phase_two
+from taskmem_nodes.train.phase_two import PAIRS_FILE, PhaseTwoConfig, load_sampled, run_phase_two
 from taskmem_nodes.train.task_judge import ClipRef, GroundTruthTaskJudge
 
 
@@ -63,6 +63,11 @@ def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
         assert gate["reason"]
     assert len(report["dpo"]) == 2 and report["dpo"][-1]["vector_norm"] > 0
     assert json.loads((root / "out" / "report.json").read_text())["version"] == report["version"]
+    sampled = load_sampled(root / "out" / PAIRS_FILE)  # every training clip's candidates, for the headroom table
+    assert len(sampled) == stats["clips"] and all(len(c.candidates) <= 3 for c in sampled)
+    texts = {(c.stream_id, c.position): {k.text for k in c.candidates} for c in sampled}
+    rows = json.loads((root / "out" / PAIRS_FILE).read_text())["pairs"]
+    assert all(r["pair"]["chosen"]["text"] in texts[(r["stream_id"], r["position"])] for r in rows)
     # the judged pairs are kept: another DPO setting reuses them instead of sampling and judging again
     again = run_phase_two(loaded, dataclasses.replace(config, dpo={"steps": 1, "lr": 0.1}))
     assert again["pairs"]["reused"] and not report["pairs"]["reused"]
@@ -129,3 +134,28 @@ def test_gate_restreams_each_clip_from_the_adapters_own_preceding_memories(deplo
     for before, clip, prompt in zip(archived, archived[1:], prompts[1:], strict=False):
         if before.stream_id == clip.stream_id and before.clip.clip_id in written:
             assert written[before.clip.clip_id] in prompt, clip.clip.clip_id  # this run's memory, not the deployment's
+
+
+def test_headroom_counts_what_the_best_candidates_would_answer(deployment):
+    from taskmem_nodes.train.fact_judge import judge_entry
+    from taskmem_nodes.train.headroom import candidate_headroom
+    from taskmem_nodes.train.phase_two import SampledClip
+    from taskmem_nodes.train.preferences import Candidate
+
+    folder, _, _ = deployment
+    loaded = Deployment.load(folder)
+    worlds = loaded.worlds()
+    sampled = []
+    for sid, archived in loaded.streams.items():
+        for position, clip in enumerate(archived):
+            ref = ClipRef(sid, clip.index, loaded.preceding_texts(sid, position))
+            written = loaded.memories.get(clip.clip.clip_id, "")
+            truth = worlds[sid].describe_new(clip.index)
+            fidelity = judge_entry(worlds[sid], clip.index, written, ref.preceding).fidelity
+            candidates = (Candidate(written, (), 0, fidelity), Candidate(truth, (), 0, 1.0))
+            sampled.append(SampledClip(sid, position, ref, "count", ("How many red mugs?",), candidates))
+    figures = candidate_headroom(loaded, sampled, ["location", "count"])
+    assert figures["tasks"] > 0
+    # the true memory is both the most correct and the most useful candidate: it answers what the tiny
+    # policy's memories do not
+    assert figures["most correct"] == figures["most useful"] > figures["deployment"]

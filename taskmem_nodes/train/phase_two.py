@@ -150,14 +150,27 @@ def inference_decoding(policy: RestrictedPolicy, settings: dict, max_new_tokens:
     return processors, processors()[0].max_new_tokens
 
 
+@dataclass(frozen=True)
+class SampledClip:
+    """One training clip's candidates as they were judged (kept in `pairs.json` for `train/headroom.py`)."""
+
+    stream_id: str
+    position: int
+    clip: ClipRef
+    task_type: str
+    questions: tuple[str, ...]
+    candidates: tuple[Candidate, ...]
+
+
 def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[tuple[str, int]],
                   sampler: TaskSampler, judge: TaskJudge, config: PhaseTwoConfig, stats: PairStats,
-                  worlds: dict, decoding: tuple[Callable, int] = (list, 200),
-                  on_clip: Callable[[], None] | None = None) -> list[tuple[str, int, PreferencePair]]:
+                  worlds: dict, decoding: tuple[Callable, int] = (list, 200), on_clip: Callable[[], None] | None = None,
+                  ) -> tuple[list[tuple[str, int, PreferencePair]], list[SampledClip]]:
     """Sample candidates from the frozen policy for each clip and select the method's pair; returns
-    (stream id, position in the stream, pair). `worlds` (the deployment's simulated ones) judge correctness."""
+    (stream id, position in the stream, pair) and every clip's candidates. `worlds` (the deployment's simulated
+    ones) judge correctness."""
     count_tokens = lambda text: len(policy.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
-    found = []
+    found, sampled = [], []
     for stream_id, position in clips:
         request = deployment.request(stream_id, position, policy.frames_per_clip)
         ref = ClipRef(stream_id, deployment.streams[stream_id][position].index,
@@ -174,12 +187,13 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
             correctness = judge_entry(world, ref.index, text, ref.preceding).fidelity if world else 1.0
             candidates.append(Candidate(text, tuple(ids.tolist()), count_tokens(text), correctness))
         task_type, questions = sampler.draw()
+        sampled.append(SampledClip(stream_id, position, ref, task_type, tuple(questions), tuple(candidates)))
         pair = pairs_for_clip(judge, ref, task_type, questions, candidates, stats, config.max_length_gap)
         if pair is not None:
             found.append((stream_id, position, pair))
         if on_clip is not None:
             on_clip()
-    return found
+    return found, sampled
 
 
 PAIRS_FILE = "pairs.json"
@@ -195,13 +209,35 @@ def pairs_key(deployment: Deployment, config: PhaseTwoConfig, model_version: str
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def save_pairs(path: Path, key: str, stats: PairStats, pairs: list[tuple[str, int, PreferencePair]]) -> None:
-    """The judged pairs, so DPO and the gate can be re-run without sampling and judging again (atomic)."""
+def save_pairs(path: Path, key: str, stats: PairStats, pairs: list[tuple[str, int, PreferencePair]],
+               sampled: list[SampledClip]) -> None:
+    """The judged pairs, so DPO and the gate can be re-run without sampling and judging again, and every
+    clip's candidates (atomic)."""
     rows = [{"stream_id": sid, "position": pos, "pair": dataclasses.asdict(pair)} for sid, pos, pair in pairs]
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(path.name + ".partial")
-    staging.write_text(json.dumps({"key": key, "stats": dataclasses.asdict(stats), "pairs": rows}))
+    staging.write_text(json.dumps({"key": key, "stats": dataclasses.asdict(stats), "pairs": rows,
+                                   "sampled": [dataclasses.asdict(clip) for clip in sampled]}))
     os.replace(staging, path)
+
+
+def _candidate(data: dict) -> Candidate:
+    return Candidate(**{**data, "output_ids": tuple(data["output_ids"])})
+
+
+def _clip_ref(data: dict) -> ClipRef:
+    return ClipRef(data["stream_id"], data["index"], tuple(data["preceding"]))
+
+
+def load_sampled(path: Path) -> list[SampledClip]:
+    """Every training clip's candidates of the run whose `pairs.json` this is (ValueError when it has none)."""
+    try:
+        rows = json.loads(Path(path).read_text())["sampled"]
+        return [SampledClip(r["stream_id"], r["position"], _clip_ref(r["clip"]), r["task_type"], tuple(r["questions"]),
+                            tuple(_candidate(c) for c in r["candidates"])) for r in rows]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: no sampled candidates ({type(err).__name__}: {err}); run phase-two again "
+                         "into a new --out") from None
 
 
 def load_pairs(path: Path, key: str) -> tuple[PairStats, list[tuple[str, int, PreferencePair]]] | None:
@@ -213,11 +249,9 @@ def load_pairs(path: Path, key: str) -> tuple[PairStats, list[tuple[str, int, Pr
         pairs = []
         for row in data["pairs"]:
             pair = row["pair"]
-            chosen, rejected = (Candidate(**{**pair[side], "output_ids": tuple(pair[side]["output_ids"])})
-                                for side in ("chosen", "rejected"))
-            clip = ClipRef(pair["clip"]["stream_id"], pair["clip"]["index"], tuple(pair["clip"]["preceding"]))
             pairs.append((row["stream_id"], row["position"],
-                          PreferencePair(clip, pair["task_type"], chosen, rejected, pair["chain"])))
+                          PreferencePair(_clip_ref(pair["clip"]), pair["task_type"], _candidate(pair["chosen"]),
+                                         _candidate(pair["rejected"]), pair["chain"])))
         return PairStats(**data["stats"]), pairs
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -384,9 +418,9 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
         stats = PairStats()
         tick = progress("judging candidates", len(train_clips)) if progress else None
         decoding = inference_decoding(policy, settings, config.max_new_tokens)
-        pairs = collect_pairs(policy, deployment, train_clips, sampler, judge, config, stats, worlds, decoding,
-                              tick)
-        save_pairs(out / PAIRS_FILE, key, stats, pairs)
+        pairs, sampled = collect_pairs(policy, deployment, train_clips, sampler, judge, config, stats, worlds,
+                                       decoding, tick)
+        save_pairs(out / PAIRS_FILE, key, stats, pairs, sampled)
     judged_at = time.monotonic()
     if not pairs:
         raise ValueError(f"no preference pair survived selection: {dataclasses.asdict(stats)}")
