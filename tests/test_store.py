@@ -74,6 +74,13 @@ def test_rejected_outputs_and_tasks_are_kept(store):
                          answer="into the shop", memory_ids=("m3", "m1"), answerer="lexical")  # cited order kept
     store.log_task(task)
     assert list(store.tasks()) == [task]
+    for i, task_type in enumerate(["count", "location", "", "count"]):
+        store.log_task(TaskLogRecord(f"t{i + 2}", "How many cups?", 600.0 + i, task_type=task_type))
+    assert store.task_counts() == {"location": 2, "count": 2}  # what the trainer's schedule counts; untyped not
+    store.log_task(TaskLogRecord("t9", "Who left?", 700.0, task_type="activity", answered=True, answer="person 2",
+                                 memory_ids=("m1", "m4", "m3"), answerer="lexical"))  # shares m1 and m3 with t1
+    cited = {t.task_id: t.memory_ids for t in store.tasks()}
+    assert cited["t1"] == ("m3", "m1") and cited["t9"] == ("m1", "m4", "m3") and cited["t2"] == ()
     with pytest.raises(StoreError):
         store.recall("x" * 5000)
 

@@ -156,11 +156,7 @@ class TrainerNode(LifecycleNode):
             return {}
         store = MemoryStore(path, readonly=True)
         try:
-            counts: dict[str, int] = {}
-            for task in store.tasks():
-                if task.task_type:
-                    counts[task.task_type] = counts.get(task.task_type, 0) + 1
-            return counts
+            return store.task_counts()
         finally:
             store.close()
 

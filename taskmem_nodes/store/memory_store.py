@@ -640,15 +640,21 @@ class MemoryStore:
         return out
 
     def tasks(self) -> Iterator[TaskLogRecord]:
+        # the cited memories grouped in one pass (answer_memories is keyed by memory: a per-task subquery would
+        # scan it once per task)
         rows = self._read(
             "SELECT t.task_id, t.question, t.task_type, t.options, t.asked_at, a.answered, a.answer, a.option_index, "
-            "a.answerer, (SELECT json_group_array(memory_id) FROM (SELECT memory_id FROM answer_memories am "
-            "WHERE am.task_id = t.task_id ORDER BY position)) "
-            "FROM tasks t LEFT JOIN answers a ON a.task_id = t.task_id ORDER BY t.asked_at")
+            "a.answerer, coalesce(c.ids, '[]') FROM tasks t LEFT JOIN answers a ON a.task_id = t.task_id "
+            "LEFT JOIN (SELECT task_id, json_group_array(memory_id ORDER BY position) AS ids FROM answer_memories "
+            "GROUP BY task_id) c ON c.task_id = t.task_id ORDER BY t.asked_at")
         for task_id, question, task_type, options, asked_at, answered, answer, index, answerer, cited in rows:
             yield TaskLogRecord(task_id, question, asked_at, task_type or "", tuple(json.loads(options or "[]")),
                                 bool(answered), answer or "", -1 if index is None else index,
                                 tuple(json.loads(cited)), answerer or "")
+
+    def task_counts(self) -> dict[str, int]:
+        """Logged tasks per task type (untyped tasks not counted), from the type index without reading a task."""
+        return dict(self._read("SELECT task_type, count(*) FROM tasks WHERE task_type != '' GROUP BY task_type"))
 
     def adapters(self) -> list[dict]:
         names = ("adapter_version", "path", "base_model_version", "task_types", "released_at")
