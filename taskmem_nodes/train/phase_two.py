@@ -268,11 +268,13 @@ def split_clips(deployment: Deployment, every: int) -> tuple[list[tuple[str, int
 
 def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]], sampler: TaskSampler,
                     judge: TaskJudge, candidate: SteeringAdapter, current: SteeringAdapter | None,
-                    labelled: dict[str, tuple], on_clip: Callable[[], None] | None = None) -> dict:
+                    labelled: dict[str, tuple], restream: tuple[str, ...] = (),
+                    on_clip: Callable[[], None] | None = None) -> dict:
     """Greedy memories with the candidate and with the current adapter on held-out clips, judged in both
     orders against the clip's sampled questions (both written from the deployment's preceding memories, so
     the verdict is about this clip alone): wins, losses, ties and the hot-swap pauses; and memory-only
-    accuracy on the `labelled` tasks of those clips, from each adapter's re-streamed memories."""
+    accuracy on the `labelled` tasks of those clips, with the streams memorized again by the adapters named in
+    `restream` (`gate_restreams`; the other keeps the deployment's memories)."""
     wins = losses = ties = 0
     pauses = []
     tokens = {"candidate": [], "current": []}
@@ -300,10 +302,10 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
             on_clip()
     decided = wins + losses
     accuracy = None
-    if held_out_tasks(deployment, clips, labelled):
+    if restream:
         written = {}
         for name, adapter in adapters.items():
-            if name == "current" and deployment.written_only_by(backend.model_version, current_version(current)):
+            if name not in restream:
                 written[name] = deployment.memories  # what the robot wrote with it is that adapter's stream
                 continue
             pauses.append(backend.set_adapter(adapter))
@@ -316,9 +318,15 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
             "output_tokens": {k: sum(v) / max(1, len(v)) for k, v in tokens.items()}}
 
 
-def current_version(adapter: SteeringAdapter | None) -> str:
-    """The version memories written with `adapter` are tagged with ("" = the base policy)."""
-    return adapter.version if adapter is not None else ""
+def gate_restreams(deployment: Deployment, clips: list[tuple[str, int]], labelled: dict[str, tuple],
+                   model_version: str, current: SteeringAdapter | None) -> tuple[str, ...]:
+    """Which of the gate's adapters memorize the streams again for its accuracy: none when no held-out task's
+    answer is known (a real robot's log); the candidate; and the current adapter unless it (on this model)
+    wrote every memory of the deployment, whose memories then stand for its stream."""
+    if not held_out_tasks(deployment, clips, labelled):
+        return ()
+    wrote_all = deployment.written_only_by(model_version, current.version if current is not None else "")
+    return ("candidate",) if wrote_all else ("current", "candidate")
 
 
 def restream_memories(backend, deployment: Deployment, on_clip: Callable[[], None] | None = None) -> dict[str, str]:
@@ -358,7 +366,7 @@ def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], writ
     from taskmem_nodes.answerer import LexicalAnswerer
     from taskmem_nodes.bench.harness import answer_task
     from taskmem_nodes.bench.judges import NormalizedMatchJudge
-    from taskmem_nodes.bench.metrics import tally
+    from taskmem_nodes.bench.metrics import OVERALL, tally
 
     tasks = held_out_tasks(deployment, clips, labelled)
     if not tasks:
@@ -371,8 +379,8 @@ def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], writ
         outcomes = [answer_task(task, [m for m in records[sid] if m.end <= task.arrival + 1e-6], answerer)
                     for sid, task in tasks]
         scores = tally(outcomes, judge)
-        result[name] = scores["overall"].accuracy
-        result[f"{name}_by_type"] = {t: s.accuracy for t, s in scores.items() if t != "overall"}
+        result[name] = scores[OVERALL].accuracy
+        result[f"{name}_by_type"] = {t: s.accuracy for t, s in scores.items() if t != OVERALL}
     return result
 
 
@@ -440,13 +448,12 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
                        created_at=time.time())
     candidate = SteeringAdapter(vector, info)
     labelled = deployment.labelled_tasks(worlds)
-    restreamed = 0
-    if held_out_tasks(deployment, held_out, labelled):  # the gate memorizes the streams again (once or twice)
-        again = 1 if deployment.written_only_by(base_version, current_version(current)) else 2
-        restreamed = again * sum(map(len, deployment.streams.values()))
+    restream = gate_restreams(deployment, held_out, labelled, base_version, current)
+    restreamed = len(restream) * sum(map(len, deployment.streams.values()))
     tick = progress("evaluation gate", len(held_out) + restreamed) if progress else None
     gate_questions = TaskSampler(deployment.tasks, config, random.Random(config.seed + 1))  # same with a cache
-    gate = evaluation_gate(backend, deployment, held_out, gate_questions, judge, candidate, current, labelled, tick)
+    gate = evaluation_gate(backend, deployment, held_out, gate_questions, judge, candidate, current, labelled,
+                           restream, tick)
     against = current.version if current else "base policy"
     reasons = []
     if gate["win_rate"] < config.min_win_rate:
