@@ -194,15 +194,13 @@ def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -
 def target_description(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True,
                        max_statements: int = 0, choices: random.Random | None = None) -> str:
     """The warm start's target: the clip's new content (or everything it shows) that the frames shown tell of;
-    with `max_statements`, the room and at most that many of the other facts, drawn by `choices` (required)."""
+    with `max_statements`, the room and at most that many of the other facts, drawn by `choices`."""
     clip = world.clips[index]
     facts = [f for f in (world.new_facts(index) if new_only else clip.facts) if seen_between(clip, f, frame_span)]
     others = [k for k, f in enumerate(facts) if f.key[0] != "room"]
     if max_statements and len(others) > max_statements:
-        if choices is None:
-            raise ValueError("max_statements needs choices: a seeded random.Random that draws the facts kept")
-        kept = set(choices.sample(others, max_statements))
-        facts = [f for k, f in enumerate(facts) if f.key[0] == "room" or k in kept]
+        dropped = set(others) - set((choices or random.Random(index)).sample(others, max_statements))
+        facts = [f for k, f in enumerate(facts) if k not in dropped]
     return " ".join(f.text for f in facts)
 
 

@@ -125,11 +125,9 @@ class ExampleSource:
         if self._cached is None or self._cached[0] != world_seed:
             world = World(dataclasses.replace(self.world_config, seed=world_seed))
             tracker = random.Random(world_seed).random() >= self.tracker_dropout
-            if self.clip_alone:
-                examples = clip_alone_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker)
-            else:
-                examples = stream_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker,
-                                           max_statements=self.max_statements)
+            examples = clip_alone_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker) \
+                if self.clip_alone else stream_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker,
+                                                        max_statements=self.max_statements)
             self._cached = (world_seed, list(examples))
         return self._cached[1][(k * self.stride) % self.clips]
 
