@@ -8,7 +8,6 @@ benchmark use, so training sees exactly the prompts of inference.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -137,27 +136,19 @@ def stream_clips(world: World, sample_fps: float, *, tracker: bool = True) -> li
 
 
 def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
-                    preceding: list[str] | None = None, tracker: bool = True,
-                    max_statements: int = 0) -> Iterator[ClipExample]:
+                    preceding: list[str] | None = None, tracker: bool = True) -> Iterator[ClipExample]:
     """Examples for every clip of `world`, in stream order. The preceding memories shown are `preceding[i]`
     for clip i when given (the policy's own outputs: the on-policy curriculum), else the ground truth; the
-    prompts name the tracker's people unless `tracker` is False. With `max_statements` each target keeps the
-    room and at most that many of the clip's new facts, drawn at random (seeded by the world), as a compact
-    memorizer must choose, and the preceding memories shown are those compact targets."""
+    prompts name the tracker's people unless `tracker` is False."""
     clips = stream_clips(world, sample_fps, tracker=tracker)
-    choices = random.Random(world.config.seed)
-    written: list[str] = []
     for index, clip in enumerate(clips):
         window = select_window(clips[: index + 1], clip, WINDOW_CLIPS)
         earlier = range(max(0, index - PRECEDING_MEMORIES), index)
-        texts = [preceding[i] if preceding is not None else written[i] if max_statements else world.describe_new(i)
-                 for i in earlier]
+        texts = [preceding[i] if preceding is not None else world.describe_new(i) for i in earlier]
         memories = [PrecedingMemory(clips[i].start, clips[i].end, text) for i, text in zip(earlier, texts) if text]
         shown = pick_frames(clip.frames, frames_per_clip)
         span = (shown[0].stamp, shown[-1].stamp)
-        description = target_description(world, index, span, max_statements=max_statements, choices=choices)
-        written.append(description)
-        yield _example(world, index, build_request(window, memories, frames_per_clip), span, description,
+        yield _example(world, index, build_request(window, memories, frames_per_clip), span, new_only=True,
                        tracked=tracker)
 
 
@@ -168,8 +159,8 @@ def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_cli
     for index, clip in enumerate(stream_clips(world, sample_fps, tracker=tracker)):
         shown = pick_frames(clip.frames, frames_per_clip)
         span = (shown[0].stamp, shown[-1].stamp)
-        yield _example(world, index, build_request([clip], [], frames_per_clip), span,
-                       target_description(world, index, span, new_only=False), tracked=tracker)
+        yield _example(world, index, build_request([clip], [], frames_per_clip), span, new_only=False,
+                       tracked=tracker)
 
 
 def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -> bool:
@@ -191,21 +182,16 @@ def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -
     return any(look(first, slot) != look(last, slot) for slot in slots)
 
 
-def target_description(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True,
-                       max_statements: int = 0, choices: random.Random | None = None) -> str:
-    """The warm start's target: the clip's new content (or everything it shows) that the frames shown tell of;
-    with `max_statements`, the room and at most that many of the other facts, drawn by `choices`."""
+def target_description(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True) -> str:
+    """The warm start's target: the clip's new content (or everything it shows) that the frames shown tell of."""
     clip = world.clips[index]
-    facts = [f for f in (world.new_facts(index) if new_only else clip.facts) if seen_between(clip, f, frame_span)]
-    others = [k for k, f in enumerate(facts) if f.key[0] != "room"]
-    if max_statements and len(others) > max_statements:
-        dropped = set(others) - set((choices or random.Random(index)).sample(others, max_statements))
-        facts = [f for k, f in enumerate(facts) if k not in dropped]
-    return " ".join(f.text for f in facts)
+    facts = world.new_facts(index) if new_only else clip.facts
+    return " ".join(f.text for f in facts if seen_between(clip, f, frame_span))
 
 
-def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], description: str, *,
-             tracked: bool = False) -> ClipExample:
+def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
+             new_only: bool, tracked: bool = False) -> ClipExample:
+    description = target_description(world, index, span, new_only=new_only)
     thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked)
     target = target_output(description, thinking)
     offset = target.index(thinking)

@@ -64,9 +64,6 @@ class WarmStartConfig:
     """Frames of each clip the policy sees (first and last: before and after every event)."""
     tracker_dropout: float = 0.0
     """Fraction of training worlds streamed without the person tracker's ids in the prompt (robots without one)."""
-    max_statements: int = 0
-    """Stage 2 targets keep the room and at most this many new facts, drawn at random (a compact memorizer, the
-    paper's "1-2 sentences"); 0: every new fact."""
     cell_probe_weight: float = 0.0
     """Weight of the cell probe's loss (what each cell of the newest clip shows, from its vision token; needs cell_px
     32); 0: off."""
@@ -109,9 +106,8 @@ class ExampleSource:
     it in a fixed scrambled order, so a resumed run sees exactly the examples it would have seen."""
 
     def __init__(self, world_config: WorldConfig, frames_per_clip: int, seed: int, clip_alone: bool = False,
-                 tracker_dropout: float = 0.0, max_statements: int = 0):
+                 tracker_dropout: float = 0.0):
         self.world_config = world_config
-        self.max_statements = max_statements
         self.frames_per_clip = frames_per_clip
         self.tracker_dropout = tracker_dropout
         self.clip_alone = clip_alone
@@ -124,11 +120,9 @@ class ExampleSource:
         world_seed = self.first_world + k // self.clips
         if self._cached is None or self._cached[0] != world_seed:
             world = World(dataclasses.replace(self.world_config, seed=world_seed))
+            examples = clip_alone_examples if self.clip_alone else stream_examples
             tracker = random.Random(world_seed).random() >= self.tracker_dropout
-            examples = clip_alone_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker) \
-                if self.clip_alone else stream_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker,
-                                                        max_statements=self.max_statements)
-            self._cached = (world_seed, list(examples))
+            self._cached = (world_seed, list(examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker)))
         return self._cached[1][(k * self.stride) % self.clips]
 
 
@@ -255,7 +249,7 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
     stages = (ExampleSource(config.world_config(), config.frames_per_clip, config.seed, clip_alone=True,
                             tracker_dropout=config.tracker_dropout),
               ExampleSource(config.world_config(), config.frames_per_clip, config.seed,
-                            tracker_dropout=config.tracker_dropout, max_statements=config.max_statements))
+                            tracker_dropout=config.tracker_dropout))
     step = state["step"]
     while step < config.total_steps:
         started = time.monotonic()
