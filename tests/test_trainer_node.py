@@ -47,7 +47,8 @@ def test_train_release_hot_swap_and_roll_back(tmp_path, domain_id, ros_context):
     warm, deployment, _ = tiny_deployment(tmp_path, {"count": 1.0})
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"policy": str(warm), "rollouts": 3, "min_tasks": 1, "max_length_gap": 1000,
-                                      "validation_every": 3, "min_win_rate": 0.0, "dpo": {"steps": 2, "lr": 0.05}}))
+                                      "validation_every": 3, "min_win_rate": 0.0, "min_decided": 0,
+                                      "dpo": {"steps": 2, "lr": 0.05}}))
     live_db = tmp_path / "live.db"
     runner = GraphRunner(subgraph("trainer", "memorizer", "store"), domain_id=domain_id, log_dir=tmp_path / "logs",
                          overrides={

@@ -14,9 +14,9 @@ A deployment is what the robot kept: its store (the memories it wrote, the task 
    tasks' right answers are known (simulated streams), memory-only accuracy on the tasks whose evidence is in
    those clips, with the deployment's streams memorized again by either adapter (each clip seeing that
    adapter's own preceding memories, as on the robot and in the benchmark, so changed memories compound). The
-   new adapter is released only when it wins at least `min_win_rate` of the decided comparisons and its
-   accuracy is at least the current one's plus `min_accuracy_gain`; the verdict and figures go into the
-   adapter's metadata and `<out>/report.json`.
+   new adapter is released only when at least `min_decided` comparisons are decided, it wins at least
+   `min_win_rate` of them and its accuracy is at least the current one's plus `min_accuracy_gain`; the verdict
+   and figures go into the adapter's metadata and `<out>/report.json`.
 Sampling and judging (steps 1-2) are the long part: their pairs are kept in `<out>/pairs.json` and reused
 when the deployment, the policy and the judging settings are the same, so DPO settings can be tried again.
 """
@@ -86,6 +86,8 @@ class PhaseTwoConfig:
     """Every n-th clip of a stream is held out for the evaluation gate."""
     min_win_rate: float = 0.55
     """The gate: share of decided comparisons the new adapter must win against the current one."""
+    min_decided: int = 5
+    """The gate: held-out comparisons that must be decided (not ties) for the win rate to count as evidence."""
     min_accuracy_gain: float = 0.0
     """The gate: memory-only accuracy on the held-out clips' tasks must be at least the current adapter's plus this
     (when the tasks' answers are known)."""
@@ -456,6 +458,9 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
                            restream, tick)
     against = current.version if current else "base policy"
     reasons = []
+    if gate["wins"] + gate["losses"] < config.min_decided:
+        reasons.append(f"{gate['wins'] + gate['losses']} of {gate['clips']} held-out comparisons decided, fewer than "
+                       f"{config.min_decided}: too little evidence")
     if gate["win_rate"] < config.min_win_rate:
         reasons.append(f"win rate {gate['win_rate']:.2f} against {against} is below {config.min_win_rate:.2f}")
     if "accuracy" in gate and gate["accuracy"]["candidate"] < gate["accuracy"]["current"] + config.min_accuracy_gain:
@@ -463,7 +468,7 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
                        f"held-out tasks is below {against}'s {gate['accuracy']['current']:.3f}"
                        + (f" + {config.min_accuracy_gain:.3f}" if config.min_accuracy_gain else ""))
     released = not reasons
-    gate |= {"released": released, "min_win_rate": config.min_win_rate,
+    gate |= {"released": released, "min_win_rate": config.min_win_rate, "min_decided": config.min_decided,
              "min_accuracy_gain": config.min_accuracy_gain, "against": against}
     if not released:
         gate["reason"] = "; ".join(reasons)
