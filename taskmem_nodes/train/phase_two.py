@@ -458,9 +458,10 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
                            restream, tick)
     against = current.version if current else "base policy"
     reasons = []
-    if gate["wins"] + gate["losses"] < config.min_decided:
-        reasons.append(f"{gate['wins'] + gate['losses']} of {gate['clips']} held-out comparisons decided, fewer than "
-                       f"{config.min_decided}: too little evidence")
+    decided = gate["wins"] + gate["losses"]
+    if decided < config.min_decided:
+        reasons.append(f"{decided} of {gate['clips']} held-out comparisons decided, fewer than {config.min_decided}: "
+                       "too little evidence")
     if gate["win_rate"] < config.min_win_rate:
         reasons.append(f"win rate {gate['win_rate']:.2f} against {against} is below {config.min_win_rate:.2f}")
     if "accuracy" in gate and gate["accuracy"]["candidate"] < gate["accuracy"]["current"] + config.min_accuracy_gain:
