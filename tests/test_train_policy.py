@@ -29,8 +29,11 @@ def test_examples_follow_the_policy_io():
         assert parsed.description == example.description == target_description(world, example.index,
                                                                               example.frame_span)
         assert set(statements(example.description)) <= set(statements(world.describe_new(example.index)))
-        assert parsed.thinking == thinking_for(world, example.index, example.frame_span)
-        assert parsed.thinking.startswith(f"The {world.clips[example.index].room}. first: ")
+        room = world.clips[example.index].room
+        new_room = room not in {world.clips[i].room for i in range(max(0, example.index - 4), example.index)}
+        assert parsed.thinking == thinking_for(world, example.index, example.frame_span, new_room=new_room)
+        assert parsed.thinking.startswith(f"The {room}{', new' if new_room else ''}. first: ")
+    assert any(", new. first:" in e.target for e in examples[1:]) and ", new." in examples[0].target
     prompt = examples[5].request.messages[1]["content"][1]["text"]
     for earlier in range(1, 5):  # the memories of the four preceding clips, not of clip 0
         assert world.describe_new(earlier) in prompt
@@ -47,8 +50,9 @@ def test_vocabulary_covers_unseen_worlds():
         world = World(WorldConfig(seed=seed))
         for index in range(len(world.clips)):
             span = (world.clips[index].start, world.clips[index].end - 0.5)
-            text = target_output(world.describe_new(index), thinking_for(world, index, span)) + "<|im_end|>"
-            assert set(tokenizer.encode(text, add_special_tokens=False)) <= allowed
+            for new_room in (False, True):
+                text = target_output(world.describe_new(index), thinking_for(world, index, span, new_room))
+                assert set(tokenizer.encode(text + "<|im_end|>", add_special_tokens=False)) <= allowed
 
 @pytest.fixture(scope="module")
 def policy(tiny_checkpoint):
@@ -109,7 +113,7 @@ def test_thinking_scans_the_first_frame_and_what_changed_by_the_last():
     world = World(WorldConfig(seed=5))
     examples = list(stream_examples(world, frames_per_clip=2, tracker=False))
     assert examples[0].target.startswith(
-        "<think>\nThe kitchen. first: table: purple bottle, yellow book, yellow book. "
+        "<think>\nThe kitchen, new. first: table: purple bottle, yellow book, yellow book. "
         "counter: green ball, green ball. people: left 2 red walking. last: same.\n</think>")
     assert "first: table: purple bottle, yellow book, yellow book. counter: green ball, green ball. people: left 2 " \
            "red walking. last: people: none." in examples[1].target
@@ -117,6 +121,7 @@ def test_thinking_scans_the_first_frame_and_what_changed_by_the_last():
     # person 5 enters and leaves between the two frames shown: nothing tells of it, so the target leaves it out
     assert "person 5 in black enters the kitchen." in world.describe_new(2)
     assert examples[2].description == "in the kitchen." and "last: same." in examples[2].target
+    assert examples[2].target.startswith("<think>\nThe kitchen. first:")  # its preceding memories are about it
 
     refs = [(examples[0].target[a:b], cell) for a, b, cell in examples[0].cell_refs]
     assert refs == [("purple bottle", 16), ("yellow book", 17), ("yellow book", 18), ("green ball", 21),

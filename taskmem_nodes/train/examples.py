@@ -83,9 +83,10 @@ def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False) -> list
     return parts
 
 
-def scan_thinking(world: World, index: int, frame_span: tuple[float, float], tracked: bool = False
-                  ) -> tuple[str, list[CellRef], list[IdRef]]:
-    """The plan the warm start teaches: the room, a scan of the clip's first frame shown, and what differs at its
+def scan_thinking(world: World, index: int, frame_span: tuple[float, float], tracked: bool = False,
+                  new_room: bool = False) -> tuple[str, list[CellRef], list[IdRef]]:
+    """The plan the warm start teaches: the room (", new" when no preceding memory shown is about it: then
+    everything the clip shows is new content), a scan of the clip's first frame shown, and what differs at its
     last, with the cells each scanned item is drawn in (and, with a tracker, where each id is copied). Reading
     each cell into the thinking first makes the memory a matter of comparing and copying text (a count of new
     facts here, as the only plan, taught the model to say "0" and write the room only)."""
@@ -94,7 +95,7 @@ def scan_thinking(world: World, index: int, frame_span: tuple[float, float], tra
     first, last = (scene_scan(clip.state_at(t), room, tracked) for t in frame_span)
     shown = [part for part in first if part[0] not in ("lights on.", "door closed.")]
     changed = [b for a, b in zip(first, last, strict=True) if a[0] != b[0]] or [("same.", [], [])]
-    text, refs, id_refs = f"The {clip.room}.", [], []
+    text, refs, id_refs = f"The {clip.room}{', new' if new_room else ''}.", [], []
     for label, parts in (("first:", shown), ("last:", changed)):
         text += f" {label}"
         for part, part_refs, part_ids in parts:
@@ -104,9 +105,14 @@ def scan_thinking(world: World, index: int, frame_span: tuple[float, float], tra
     return text, refs, id_refs
 
 
-def thinking_for(world: World, index: int, frame_span: tuple[float, float]) -> str:
+def thinking_for(world: World, index: int, frame_span: tuple[float, float], new_room: bool = False) -> str:
     """The thinking text of `scan_thinking`."""
-    return scan_thinking(world, index, frame_span)[0]
+    return scan_thinking(world, index, frame_span, new_room=new_room)[0]
+
+
+def is_new_room(room: str, preceding: list[PrecedingMemory]) -> bool:
+    """Whether none of the preceding memories shown is about `room` (every memory starts with its room)."""
+    return not any(m.text.startswith(f"in the {room}.") for m in preceding)
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,7 @@ def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: i
         shown = pick_frames(clip.frames, frames_per_clip)
         span = (shown[0].stamp, shown[-1].stamp)
         yield _example(world, index, build_request(window, memories, frames_per_clip), span, new_only=True,
-                       tracked=tracker)
+                       tracked=tracker, new_room=is_new_room(world.clips[index].room, memories))
 
 
 def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
@@ -160,7 +166,7 @@ def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_cli
         shown = pick_frames(clip.frames, frames_per_clip)
         span = (shown[0].stamp, shown[-1].stamp)
         yield _example(world, index, build_request([clip], [], frames_per_clip), span, new_only=False,
-                       tracked=tracker)
+                       tracked=tracker, new_room=True)
 
 
 def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -> bool:
@@ -190,9 +196,9 @@ def target_description(world: World, index: int, frame_span: tuple[float, float]
 
 
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
-             new_only: bool, tracked: bool = False) -> ClipExample:
+             new_only: bool, tracked: bool = False, new_room: bool = False) -> ClipExample:
     description = target_description(world, index, span, new_only=new_only)
-    thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked)
+    thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked, new_room)
     target = target_output(description, thinking)
     offset = target.index(thinking)
     id_refs = [(offset + start, offset + end, entity) for start, end, entity in thinking_ids]

@@ -29,6 +29,7 @@ def grammar_phrases(config: WorldConfig) -> list[str]:
     scans += [f"{i} {shirt} {doing}," for i, shirt, doing in product(
         range(1, config.max_person_id + 1), COLOURS, [*ACTIVITIES, *(f"carrying {c} {k}" for c, k in product(
             config.colours, config.object_kinds))])]
+    scans += [f"The {room}, new." for room in rooms]
     scans += ["first:", "last:", "same.", "nothing.", "people: none.", "lights off.", "lights on.", "door open.",
               "door closed."]
     return [*rooms, *places, *things, *people, *ACTIVITIES, *verbs, *scans]
@@ -49,7 +50,8 @@ def training_vocabulary(tokenizer, config: WorldConfig, worlds: int = 20) -> lis
         world = World(dataclasses.replace(config, seed=10_000 + seed))
         for index in range(len(world.clips)):
             clip = world.clips[index]
-            add(target_output(world.describe_new(index), thinking_for(world, index, (clip.start, clip.end - 1))))
+            add(target_output(world.describe_new(index), thinking_for(world, index, (clip.start, clip.end - 1),
+                                                                     new_room=index == 0)))
     for text in FORMAT_TEXTS:
         add(text)
     return sorted(ids)
