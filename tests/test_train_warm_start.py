@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from taskmem_nodes.models.policy_spec import PolicySpec
 from taskmem_nodes.models.tiny import is_complete
@@ -106,7 +107,7 @@ def test_train_command_runs_a_recipe_file(tmp_path):
 
 
 @pytest.mark.timeout(600)
-def test_inspect_counts_true_statements_by_kind(tmp_path):
+def test_inspect_counts_true_statements_by_kind(tmp_path, monkeypatch):
     from taskmem_nodes.train.inspect import statement_kind, statement_truth
     from taskmem_nodes.train.policy_model import RestrictedPolicy
 
@@ -119,3 +120,21 @@ def test_inspect_counts_true_statements_by_kind(tmp_path):
     assert counts["new_stated"] <= counts["new_facts"]
     sampled = statement_truth(RestrictedPolicy.load(final), 1, temperature=1.0, rollouts=3, max_new_tokens=24)
     assert sampled["entries"] + sampled["unparsed"] == 3
+
+    from taskmem_nodes.train import inspect as inspect_module  # a policy that writes the targets themselves
+    policy, shown, real_examples = RestrictedPolicy.load(final), {}, inspect_module.stream_examples
+
+    def remembered(*args, **kwargs):
+        for example in real_examples(*args, **kwargs):
+            shown[id(example.request)] = example
+            yield example
+
+    def write_target(policy, request, *_):
+        text = shown[id(request)].target.removeprefix("<think>\n")
+        return [torch.tensor(policy.tokenizer.encode(text, add_special_tokens=False))]
+
+    monkeypatch.setattr(inspect_module, "stream_examples", remembered)
+    monkeypatch.setattr(inspect_module, "sample_group", write_target)
+    perfect = statement_truth(policy, 3)
+    assert perfect["entries"] == perfect["scan_right"] == perfect["written_right"] == 3
+    assert perfect["new_stated"] <= perfect["new_facts"] and perfect["other_true"] == perfect["other_said"]

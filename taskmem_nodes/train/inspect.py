@@ -33,8 +33,9 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
                     on_clip: Callable[[], None] | None = None) -> Counter:
     """Counts over `clips` held-out clips (ground-truth preceding memories): `<kind>_said` / `<kind>_true`
     statements, `person_id_true` person statements naming someone the clip shows, `new_facts` the clips show
-    and `new_stated` of them stated, `entries`, `unparsed`. Greedy at temperature 0, else `rollouts` samples
-    per clip."""
+    and `new_stated` of them stated, `entries`, `unparsed`; `scan_right` entries whose thinking is the target's
+    word for word and `written_right` of them whose memory states exactly the target's facts (where the
+    writing, not the seeing, goes wrong). Greedy at temperature 0, else `rollouts` samples per clip."""
     torch.manual_seed(seed)
     policy.model.eval()
     counts: Counter = Counter()
@@ -49,13 +50,17 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
             truth = {s for fact in world.clips[example.index].facts for s in statements(fact.text)}
             new = {s for s in statements(world.describe_new(example.index)) if statement_kind(s) != "room"}
             present = {named_person(s) for s in truth if statement_kind(s) == "person"}
+            target = parse_output(example.target)
             for ids in outputs:
                 try:
-                    said = statements(parse_output(THINK_PREFILL + policy.tokenizer.decode(
-                        ids, skip_special_tokens=True)).description)
+                    memory = parse_output(THINK_PREFILL + policy.tokenizer.decode(ids, skip_special_tokens=True))
                 except MemoryParseError:
                     counts["unparsed"] += 1
                     continue
+                said = statements(memory.description)
+                if memory.thinking == target.thinking:
+                    counts["scan_right"] += 1
+                    counts["written_right"] += set(said) == set(statements(target.description))
                 for sentence in said:
                     kind = statement_kind(sentence)
                     counts[f"{kind}_said"] += 1
