@@ -588,6 +588,8 @@ def train_inspect(
                   f"{counts['person_said']}")
     console.print(f"new facts stated: {counts['new_stated']} of {counts['new_facts']}; entries {counts['entries']}, "
                   f"unparsed {counts['unparsed']}")
+    console.print(f"thinking word for word the target's: {counts['scan_right']} of {counts['entries']}; of these "
+                  f"the memory states exactly the target's facts: {counts['written_right']}")
 
 
 @train_app.command("record-deployment")
@@ -784,6 +786,20 @@ def model_pack(
     figures = pack(checkpoint, out, rows)
     console.print(f"packed {checkpoint} -> {out}: {figures['bytes'] / 1e6:.1f} MB, {figures['embedding_rows']} "
                   f"embedding rows, {figures['quantized_matrices']} int8 matrices")
+
+
+@model_app.command("unpack")
+def model_unpack(
+    packed: Annotated[Path, typer.Option(help="Packed checkpoint file (models/*.safetensors)")],
+    out: Annotated[Path, typer.Option(help="Checkpoint directory to write")],
+) -> None:
+    """Expand a packed policy into a standard checkpoint directory (a base for further training)."""
+    from taskmem_nodes.models.packed import unpack
+
+    try:
+        console.print(f"unpacked {packed} -> {unpack(packed, out)}")
+    except (OSError, ValueError) as err:
+        raise typer.BadParameter(str(err), param_hint="--packed") from err
 
 
 @model_app.command("build-tiny")
