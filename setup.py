@@ -18,7 +18,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/models", glob("config/models/*.yaml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
-        (f"share/{PACKAGE}/models", glob("models/*.safetensors")),
+        (f"share/{PACKAGE}/models", ["models/taskmem-sim-tiny.safetensors"]),  # the default memorizer
         (f"share/{PACKAGE}/sim/worlds", glob("sim/worlds/*.yaml")),
         (f"share/{PACKAGE}/sim/gazebo", glob("sim/gazebo/*")),
         (f"share/{PACKAGE}/sim/isaac", glob("sim/isaac/*")),

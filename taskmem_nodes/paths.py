@@ -18,7 +18,8 @@ def cache_dir() -> Path:
 
 
 DEFAULT_MODEL = "taskmem-sim-tiny"
-"""The shipped memorizer: a tiny Qwen3-VL trained here on the simulated world (Phase One's warm start)."""
+"""The shipped memorizer: a tiny Qwen3-VL trained here on the simulated world (README: "Training the
+memorization policy")."""
 
 
 def default_model_dir() -> Path:
