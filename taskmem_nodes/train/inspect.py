@@ -50,7 +50,7 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
             truth = {s for fact in world.clips[example.index].facts for s in statements(fact.text)}
             new = {s for s in statements(world.describe_new(example.index)) if statement_kind(s) != "room"}
             present = {named_person(s) for s in truth if statement_kind(s) == "person"}
-            target = parse_output(example.target)
+            target_thinking = parse_output(example.target).thinking
             for ids in outputs:
                 try:
                     memory = parse_output(THINK_PREFILL + policy.tokenizer.decode(ids, skip_special_tokens=True))
@@ -58,9 +58,9 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
                     counts["unparsed"] += 1
                     continue
                 said = statements(memory.description)
-                if memory.thinking == target.thinking:
+                if memory.thinking == target_thinking:
                     counts["scan_right"] += 1
-                    counts["written_right"] += set(said) == set(statements(target.description))
+                    counts["written_right"] += set(said) == set(statements(example.description))
                 for sentence in said:
                     kind = statement_kind(sentence)
                     counts[f"{kind}_said"] += 1

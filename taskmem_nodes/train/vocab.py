@@ -50,8 +50,7 @@ def training_vocabulary(tokenizer, config: WorldConfig, worlds: int = 20) -> lis
         world = World(dataclasses.replace(config, seed=10_000 + seed))
         for index in range(len(world.clips)):
             clip = world.clips[index]
-            add(target_output(world.describe_new(index), thinking_for(world, index, (clip.start, clip.end - 1),
-                                                                     new_room=index == 0)))
+            add(target_output(world.describe_new(index), thinking_for(world, index, (clip.start, clip.end - 1))))
     for text in FORMAT_TEXTS:
         add(text)
     return sorted(ids)
