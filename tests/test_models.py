@@ -240,6 +240,7 @@ def test_enforcer_survives_adversarial_scores(tokenizer, seed, prefilled):
     )
     tempting = [tokenizer.eos_token_id, 151643, 151668, 151655, 151700, VOCAB_SIZE - 1]
     tempting += [tokenizer.convert_tokens_to_ids(t) for t in ['"', '"}', "\\", "<", "Ċ", "Ġ"]]
+    tempting += [tokenizer.encode(t, add_special_tokens=False)[0] for t in ['."', '"?']]
     ids = tokenizer.encode("<|im_start|>assistant\n<think>\n" if prefilled else "<|im_start|>assistant\n")
     input_ids = torch.tensor([ids])
     for _ in range(enforcer.max_new_tokens):
@@ -277,6 +278,27 @@ def test_enforcer_ends_a_description_that_repeats_a_sentence(tokenizer):
     assert parse_output(text).description == "in the hall. person 5 leaves."
 
 
+def test_enforcer_lets_the_model_close_the_description_as_it_was_trained(tokenizer):
+    """Training targets end `bench."}`, tokenized `bench` `."` `}`: the model's own closing token ends the
+    description (it used to be banned for its quote, and the model wrote on until it repeated itself)."""
+    enforcer = FormatEnforcer(tokenizer, VOCAB_SIZE, 4, 60)
+    trained = tokenizer.encode('hm</think>\n\n{"description": "in the hall. a book appears on the hall bench."}',
+                               add_special_tokens=False)
+    assert tokenizer.decode(trained[-2:]) == '."}'
+    ids = tokenizer.encode("<|im_start|>assistant\n<think>\n")
+    input_ids = torch.tensor([ids])
+    for step in range(enforcer.max_new_tokens):
+        scores = torch.zeros(1, VOCAB_SIZE)
+        scores[0, trained[step] if step < len(trained) else tokenizer.eos_token_id] = 50.0
+        scores[0, tokenizer.encode(" the", add_special_tokens=False)[0]] = 40.0  # a talkative second choice
+        token = enforcer(input_ids, scores).argmax(-1, keepdim=True)
+        input_ids = torch.cat([input_ids, token], dim=1)
+        if token.item() == tokenizer.eos_token_id:
+            break
+    text = tokenizer.decode(input_ids[0, len(ids):], skip_special_tokens=False)
+    assert text == 'hm</think>\n\n{"description": "in the hall. a book appears on the hall bench."}<|im_end|>'
+
+
 def test_vocab_masks_are_cached(tokenizer):
     masks = vocab_masks(tokenizer, VOCAB_SIZE)
     assert vocab_masks(tokenizer, VOCAB_SIZE) is masks
@@ -284,6 +306,8 @@ def test_vocab_masks_are_cached(tokenizer):
     assert not masks.think[tokenizer.convert_tokens_to_ids("</think>")]
     assert masks.description[tokenizer.convert_tokens_to_ids('"}')]
     assert not masks.description[tokenizer.encode(" kitchen")[0]]
+    assert masks.closing[tokenizer.convert_tokens_to_ids('"}')] and masks.closing[tokenizer.encode('."')[0]]
+    assert not masks.closing[tokenizer.encode(" kitchen")[0]] and not masks.closing[tokenizer.encode('\\"')[0]]
 
 
 def test_free_generate_then_unload(checkpoint):

@@ -8,6 +8,8 @@ where the thoughts contain no '<' (so '</think>' appears exactly once) and the d
 non-empty, non-blank run of tokens without '"', '\\', '<', control characters or added tokens, so the
 JSON always parses. The model still chooses every free token; the processor only removes choices, and
 ends a description that repeats one of its own sentences (a greedy decoder that loops says nothing new).
+The model ends its description the way it was trained to: with any token that closes the string (`."`,
+`"` or `"}`, which is how the tokenizer splits `bench."}`); the closing brace and end-of-turn then follow.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ class VocabMasks:
     blank: torch.Tensor  # (V,) whitespace-only text: banned as the first description token
     lengths: torch.Tensor  # (V,) int64 characters of each token's text
     sentence_end: torch.Tensor  # (V,) the token's text ends a sentence ('.', '!' or '?', then spaces)
+    closing: torch.Tensor  # (V,) text that may end a description: allowed characters, then '"' (and '}')
 
 
 _MASK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # Characters a JSON string cannot hold unescaped ('"', '\\', C0 controls) plus '<' (keeps '</think>' unique)
 # and the other Unicode control characters (DEL, C1).
 _DESCRIPTION_BANNED = re.compile(r'["\\<\x00-\x1f\x7f-\x9f]')
+_CLOSING = re.compile(r'[^"\\<\x00-\x1f\x7f-\x9f]*"\}?')
 
 
 def _token_texts(tokenizer) -> list[str]:
@@ -78,6 +82,8 @@ def vocab_masks(tokenizer, vocab_size: int, device: str | torch.device = "cpu") 
         blank=torch.tensor(blank + [False] * len(unused)),
         lengths=torch.tensor([len(text) for text in texts] + [0] * len(unused)),
         sentence_end=torch.tensor([text.rstrip().endswith((".", "!", "?")) for text in texts] + [False] * len(unused)),
+        closing=torch.tensor([i not in added and _CLOSING.fullmatch(text) is not None for i, text in enumerate(texts)]
+                             + [False] * len(unused)),
     )
     per_tokenizer[key] = masks
     return masks
@@ -141,6 +147,7 @@ class FormatEnforcer(LogitsProcessor):
         self.eos_ids = sorted(set(eos_token_ids or []) | {self.end})
         self.prefix = tokenizer.encode(DESCRIPTION_PREFIX, add_special_tokens=False)
         self.close = tokenizer.encode(DESCRIPTION_CLOSE, add_special_tokens=False)
+        self.brace = tokenizer.encode("}", add_special_tokens=False)
         opening = tokenizer.encode(THINK_OPEN + "\n", add_special_tokens=False)
         self.opening = [] if think_prefilled else opening
         self._rows: list[_Row] | None = None
@@ -168,8 +175,9 @@ class FormatEnforcer(LogitsProcessor):
             else:
                 row.count += 1
         elif row.phase == "description":
-            if token == self.close[0]:
-                row.phase, row.queue = "done", [*self.close[1:], self.end]
+            if token == self.close[0] or self.masks.closing[token]:  # '"}', or e.g. '."' before the brace
+                brace_written = self.tokenizer.decode([token]).endswith("}")
+                row.phase, row.queue = "done", [*([] if brace_written else self.brace), self.end]
             else:
                 row.count += 1
                 row.chars += int(self.masks.lengths[token])
@@ -191,15 +199,16 @@ class FormatEnforcer(LogitsProcessor):
         if row.phase == "description":
             if row.count >= self.max_description_tokens or row.repeated:
                 return _only(scores, self.close[0])
-            banned = self.masks.description
+            # the model may close the string itself once it has written something
+            banned = self.masks.description & ~self.masks.closing if row.count else self.masks.description
             if self.max_description_chars is not None:
                 chars_left = self.max_description_chars - row.chars
                 if chars_left <= 0:
                     return _only(scores, self.close[0])
                 banned = banned | (self.masks.lengths > chars_left)
-            out = scores.masked_fill(banned, -torch.inf)
             if row.count == 0:
-                return out.masked_fill(self.masks.blank, -torch.inf)
+                return scores.masked_fill(banned | self.masks.blank, -torch.inf)
+            out = scores.masked_fill(banned, -torch.inf)
             # The model may end the description: its end-of-turn mass goes to the closing quote.
             ending = torch.cat([scores[self.eos_ids], scores[self.close[0]].reshape(1)])
             out[self.close[0]] = torch.logsumexp(ending, dim=0)
