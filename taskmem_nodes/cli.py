@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -558,10 +559,17 @@ def train_phase_one(
     """Phase One step 2: GSPO with the paper's rewards on the simulated world (resumes from <out>/last)."""
     from taskmem_nodes.train import gspo
 
-    final = _run_recipe(gspo.PhaseOneConfig, gspo.train_phase_one, config, out, steps,
+    def report_validation(step: int, figures: dict) -> None:
+        console.print(f"held-out at step {step}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()),
+                      soft_wrap=True)
+
+    final = _run_recipe(gspo.PhaseOneConfig, partial(gspo.train_phase_one, on_validation=report_validation),
+                        config, out, steps,
                         lambda step, s: {"reward": f"{s['reward']:.2f}", "correct": f"{s['correct']:.2f}"},
                         init_checkpoint=str(init) if init else None)
-    console.print(f"final checkpoint: {final}; reward curves: {final.parent / 'rewards.png'}")
+    best = final.parent / "best"
+    console.print(f"final checkpoint: {final}" + (f"; best held-out: {best}" if best.exists() else "")
+                  + f"; reward curves: {final.parent / 'rewards.png'}")
 
 
 @train_app.command("inspect")

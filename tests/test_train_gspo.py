@@ -38,7 +38,7 @@ def test_curriculum_shows_the_policys_own_memories_and_moves_to_the_next_world()
 @pytest.mark.timeout(900)
 def test_gspo_steps_checkpoint_and_resume(warm, tmp_path):
     config = dict(init_checkpoint=str(warm), world=TINY_WORLD, streams=1, group_size=3, max_new_tokens=24,
-                  checkpoint_every=1, out_dir=str(tmp_path / "rl"))
+                  checkpoint_every=1, out_dir=str(tmp_path / "rl"), validate_every=1, validation_clips=1)
     train_phase_one(PhaseOneConfig(steps=1, **config))
     state = torch.load(tmp_path / "rl" / "last" / "trainer_state.pt", weights_only=False)
     assert state["step"] == 1 and state["streams"][0]["index"] == 1 and len(state["streams"][0]["memories"]) == 1
@@ -47,6 +47,40 @@ def test_gspo_steps_checkpoint_and_resume(warm, tmp_path):
     assert [e["step"] for e in log] == [1, 2]
     assert all(0 <= e["parsed"] <= 1 and e["reward"] >= -3 for e in log)
     assert (tmp_path / "rl" / "rewards.png").read_bytes()[:4] == b"\x89PNG" and (final / "config.json").exists()
+    validation = json.loads((tmp_path / "rl" / "validation.json").read_text())
+    assert [v["step"] for v in validation] == [0, 1, 2]  # the resumed run did not validate step 1 again
+    assert all(0 <= v["fidelity"] <= 1 and v["reward"] >= -3 for v in validation)
+    assert (tmp_path / "rl" / "best" / "config.json").exists()
+
+
+@pytest.mark.timeout(600)
+def test_greedy_carry_is_what_the_deployed_policy_writes(tmp_path):
+    """With `carry: greedy` the stream goes on with the memory greedy decoding writes (the shipped model's,
+    which parses), not with a sampled rollout; with `baseline: greedy` that memory's reward is the baseline."""
+    from taskmem_nodes.models.packed import ensure_default_model
+    from taskmem_nodes.train.gspo import description_of, sample_group
+    from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
+
+    config = PhaseOneConfig(init_checkpoint=str(ensure_default_model()), streams=1, group_size=2, steps=1,
+                            temperature=1.5, max_new_tokens=200, carry="greedy", baseline="greedy",
+                            out_dir=str(tmp_path / "rl"))
+    policy = RestrictedPolicy.load(config.init_checkpoint)
+    policy.model.float()
+    curriculum = Curriculum(config, policy.frames_per_clip)
+    ids = sample_group(policy, curriculum.request(curriculum.states[0]), 1, 0.0, config.max_new_tokens)[0]
+    greedy = description_of(THINK_PREFILL + policy.tokenizer.decode(ids, skip_special_tokens=True))
+    train_phase_one(config)
+    state = torch.load(tmp_path / "rl" / "last" / "trainer_state.pt", weights_only=False)
+    assert greedy.startswith("in the "), greedy
+    assert state["streams"][0]["memories"] == [greedy]
+    assert -3 <= state["log"][0]["greedy_reward"] <= 3  # the self-critical baseline was scored
+
+
+def test_phase_one_rejects_an_unknown_carry_or_baseline():
+    with pytest.raises(ValueError, match="carry"):
+        PhaseOneConfig(carry="best")
+    with pytest.raises(ValueError, match="baseline"):
+        PhaseOneConfig(baseline="mean")
 
 
 def test_gspo_loss_pushes_up_the_better_rollout(warm):

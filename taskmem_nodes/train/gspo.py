@@ -15,6 +15,7 @@ Checkpoints (`<out>/last`) hold the model, the optimizer and the streams' positi
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ from taskmem_nodes.train.examples import stream_clips
 from taskmem_nodes.train.fact_judge import judge_entry
 from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
 from taskmem_nodes.train.rewards import RewardConfig, score_group
-from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, start_or_resume
+from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, save_model, start_or_resume
+from taskmem_nodes.train.validation import VALIDATION_SEEDS, validate
 from taskmem_nodes.train.warm_start import TRAIN_SEED_BASE
 
 
@@ -58,12 +60,31 @@ class PhaseOneConfig:
     """Learning rate (constant)."""
     clip_epsilon: float = 0.2
     """Clipping of the sequence-level ratio."""
+    baseline: str = "group"
+    """What a rollout's reward is compared with: "group" (the group's mean, GRPO) or "greedy" (the reward of
+    the greedy memory for the same prompt, as in self-critical training): only rollouts better than what the
+    deployed policy writes are pushed up."""
+    scale_advantages: bool = True
+    """Divide the group's centred rewards by their spread (GRPO); off, a group whose rollouts differ by a
+    hair (a few thinking tokens) moves the policy by a hair rather than as much as any other group."""
     rewards: dict = field(default_factory=dict)
     """Overrides of `RewardConfig`."""
     checkpoint_every: int = 20
     """Steps between resumable checkpoints."""
+    carry: str = "sample"
+    """The memory each stream carries on to its next prompts: "sample" (the group's first rollout) or "greedy"
+    (one more, greedy, generation: what the deployed policy would have written)."""
+    validate_every: int = 0
+    """Steps between held-out validations (`validation.py`; 0 = none); the best one is kept as `<out>/best`."""
+    validation_clips: int = 15
+    """Clips of each validation world per validation."""
     seed: int = 0
     """Sampling and world seeds."""
+
+    def __post_init__(self):
+        for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> PhaseOneConfig:
@@ -155,8 +176,9 @@ def gspo_loss(policy: RestrictedPolicy, request, rollouts: list[torch.Tensor], a
     return total / len(rollouts)
 
 
-def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], None] | None = None) -> Path:
-    """Run (or resume) GSPO; returns the final checkpoint directory."""
+def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], None] | None = None,
+                    on_validation: Callable[[int, dict], None] | None = None) -> Path:
+    """Run (or resume) GSPO; returns the final checkpoint directory (the best validated one is `<out>/best`)."""
     out = Path(config.out_dir)
     policy, state = start_or_resume(out, config, lambda: RestrictedPolicy.load(config.init_checkpoint))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=0.0)
@@ -170,7 +192,22 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
     def count_tokens(text: str) -> int:
         return len(policy.tokenizer.encode(text, add_special_tokens=False))
 
+    state.setdefault("validation", [])
+
+    def validate_at(step: int) -> None:
+        due = config.validate_every and (step % config.validate_every == 0 or step == config.steps)
+        if not due or any(v["step"] == step for v in state["validation"]):
+            return
+        held_out = Curriculum(config, policy.frames_per_clip, [StreamState(s) for s in VALIDATION_SEEDS])
+        figures = validate(policy, held_out, config.validation_clips, rewards, count_tokens, config.max_new_tokens)
+        state["validation"].append({"step": step, **figures})
+        if figures["reward"] >= max(v["reward"] for v in state["validation"]):
+            save_model(policy, out / "best")
+        if on_validation is not None:
+            on_validation(step, figures)
+
     step = state["step"]
+    validate_at(step)
     while step < config.steps:
         started = time.monotonic()
         optimizer.zero_grad()
@@ -186,10 +223,12 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         state["streams"] = [dataclasses.asdict(s) for s in curriculum.states]
         if on_step is not None:
             on_step(step, summary)
+        validate_at(step)
         if step % config.checkpoint_every == 0 or step == config.steps:
             save_checkpoint(policy, optimizer, state, out / "last")
     final = finish(policy, out, state["log"])
-    plot_rewards(state["log"], out / "rewards.png")
+    (out / "validation.json").write_text(json.dumps(state["validation"]))
+    plot_rewards(state["log"], out / "rewards.png", state["validation"])
     return final
 
 
@@ -204,14 +243,23 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
     texts = [THINK_PREFILL + policy.tokenizer.decode(r, skip_special_tokens=True) for r in rollouts]
     preceding = stream.memories[max(0, stream.index - 4): stream.index]
     judge = partial(judge_entry, world, stream.index, preceding=preceding)
-    scored = score_group(texts, judge, count_tokens, rewards)
+    greedy = None
+    if config.carry == "greedy" or config.baseline == "greedy":
+        greedy_ids = sample_group(policy, request, 1, 0.0, config.max_new_tokens)[0]
+        greedy = THINK_PREFILL + policy.tokenizer.decode(greedy_ids, skip_special_tokens=True)
+    if config.baseline == "greedy":  # ranked for richness together with the samples
+        *scored, greedy_scored = score_group([*texts, greedy], judge, count_tokens, rewards)
+    else:
+        scored = score_group(texts, judge, count_tokens, rewards)
     values = torch.tensor([s.reward for s in scored])
+    baseline = greedy_scored.reward if config.baseline == "greedy" else values.mean()
     policy.model.train()
     if values.std() > 1e-6:  # a group whose rollouts all score alike teaches nothing
-        advantages = ((values - values.mean()) / values.std()).tolist()
+        centred = values - baseline
+        advantages = (centred / values.std() if config.scale_advantages else centred).tolist()
         loss = gspo_loss(policy, request, rollouts, advantages, config.clip_epsilon)  # one on-policy update
         (loss / len(curriculum.states)).backward()
-    curriculum.advance(stream, _description(texts[0]))  # the first rollout is the memory carried on
+    curriculum.advance(stream, description_of(greedy if config.carry == "greedy" else texts[0]))
     return {
         "reward": float(values.mean()),
         "parsed": sum(s.parsed for s in scored) / len(scored),
@@ -220,17 +268,18 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
         "wrong": sum(s.verdict.wrong for s in scored if s.verdict) / len(scored),
         "filler": sum(bool(s.verdict and s.verdict.filler) for s in scored) / len(scored),
         "thinking_penalty": sum(s.thinking_penalty for s in scored) / len(scored),
+        **({"greedy_reward": greedy_scored.reward} if config.baseline == "greedy" else {}),
     }
 
 
-def _description(text: str) -> str:
+def description_of(text: str) -> str:
     try:
         return parse_output(text).description
     except MemoryParseError:
         return ""
 
 
-def plot_rewards(log: list[dict], path: Path) -> None:
+def plot_rewards(log: list[dict], path: Path, validation: Sequence[dict] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,7 +288,11 @@ def plot_rewards(log: list[dict], path: Path) -> None:
     steps = [e["step"] for e in log]
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     axes[0].plot(steps, [e["reward"] for e in log], label="mean reward")
+    if validation:
+        axes[0].plot([v["step"] for v in validation], [v["reward"] for v in validation], "o-",
+                     label="held-out greedy reward")
     axes[0].set(xlabel="step", title="GSPO: reward")
+    axes[0].legend(fontsize=8)
     for key in ("parsed", "correct", "filler"):
         axes[1].plot(steps, [e.get(key, 0.0) for e in log], label=key)
     axes[1].plot(steps, [e["rich"] / 5 for e in log], label="new true facts / 5")

@@ -38,11 +38,19 @@ def start_or_resume(out: Path, recipe, fresh: Callable[[], RestrictedPolicy]) ->
 
 
 def save_checkpoint(policy: RestrictedPolicy, optimizer, state: dict, target: Path) -> None:
-    """Write a checkpoint next to `target`, then swap it in: a kill mid-write leaves the previous one."""
+    """Write a resumable checkpoint (model, optimizer, trainer state) as `target`, atomically."""
+    save_model(policy, target, lambda staging: torch.save({"optimizer": optimizer.state_dict(), **state},
+                                                           staging / "trainer_state.pt"))
+
+
+def save_model(policy: RestrictedPolicy, target: Path, more: Callable[[Path], None] | None = None) -> None:
+    """Write the policy (and whatever `more` adds) next to `target`, then swap it in: a kill mid-write leaves
+    the previous one."""
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     policy.save(staging)
-    torch.save({"optimizer": optimizer.state_dict(), **state}, staging / "trainer_state.pt")
+    if more is not None:
+        more(staging)
     if target.exists():
         old = target.with_name(target.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

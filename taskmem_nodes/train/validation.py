@@ -1,0 +1,47 @@
+"""Held-out validation of a Phase One policy the way the benchmark uses it: greedy memories, streaming on its
+own earlier memories, judged against ground truth with the Phase One reward.
+
+The training reward is measured on sampled rollouts of the clips being trained on; this measures what the
+deployed (greedy) policy writes on worlds no recipe trains on, so a run can be stopped, or its best checkpoint
+kept, where held-out memories are best rather than where the sampled reward is highest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from taskmem_nodes.train.fact_judge import judge_entry
+from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
+from taskmem_nodes.train.rewards import RewardConfig, score_group
+
+VALIDATION_SEEDS = (556_001, 556_002)
+"""World seeds apart from training (1,000,000 and up), the benchmark (seed * 1000 + i) and `inspect`."""
+
+
+def validate(policy: RestrictedPolicy, curriculum, clips_per_world: int, rewards: RewardConfig,
+             count_tokens: Callable[[str], int], max_new_tokens: int) -> dict[str, float]:
+    """Play `clips_per_world` clips of each of `curriculum`'s worlds greedily, each prompt showing the policy's
+    own memories; returns the mean reward, fidelity (true / stated statements), new true facts per entry
+    (`rich`), wrong statements per entry, and the fraction of entries that are correct."""
+    from taskmem_nodes.train.gspo import description_of, sample_group
+
+    policy.model.eval()
+    scored = []
+    for _ in range(clips_per_world):
+        for stream in curriculum.states:
+            world, _ = curriculum.world(stream)
+            ids = sample_group(policy, curriculum.request(stream), 1, 0.0, max_new_tokens)[0]
+            text = THINK_PREFILL + policy.tokenizer.decode(ids, skip_special_tokens=True)
+            judge = partial(judge_entry, world, stream.index, preceding=stream.memories[max(0, stream.index - 4):])
+            scored += score_group([text], judge, count_tokens, rewards)
+            curriculum.advance(stream, description_of(text))
+    verdicts = [s.verdict for s in scored if s.verdict]
+    stated = sum(v.statements for v in verdicts)
+    return {
+        "reward": sum(s.reward for s in scored) / len(scored),
+        "fidelity": sum(v.true for v in verdicts) / stated if stated else 0.0,
+        "rich": sum(v.rich for v in verdicts) / len(scored),
+        "wrong": sum(v.wrong for v in verdicts) / len(scored),
+        "correct": sum(v.correct for v in verdicts) / len(scored),
+    }
