@@ -3,8 +3,10 @@
 Run:  taskmem train phase-one --config config/train/phase_one_tiny.yaml
 
 GSPO is sequence-level GRPO: for each clip the policy samples a group of G memories; each gets the Phase One
-reward (`rewards.py`, judged against ground truth); advantages are the rewards normalised within the group;
-the loss is -A_i * s_i with s_i = exp(mean token log-ratio of rollout i), clipped, no KL term. trl's
+reward (`rewards.py`, judged against ground truth); advantages are the rewards less the group's mean (or, with
+`baseline: greedy`, less the greedy memory's reward), divided by the group's spread; the loss is -A_i * s_i with
+s_i = exp(mean token log-ratio of rollout i), clipped, no KL term. With `validate_every`, held-out worlds are
+memorized greedily every so many steps (`validation.py`) and the best checkpoint is kept. trl's
 GRPOTrainer has no video input, hence this short loop.
 
 The curriculum is on-policy and streaming: `streams` worlds advance one clip per step, and the preceding
@@ -64,9 +66,6 @@ class PhaseOneConfig:
     """What a rollout's reward is compared with: "group" (the group's mean, GRPO) or "greedy" (the reward of
     the greedy memory for the same prompt, as in self-critical training): only rollouts better than what the
     deployed policy writes are pushed up."""
-    scale_advantages: bool = True
-    """Divide the group's centred rewards by their spread (GRPO); off, a group whose rollouts differ by a
-    hair (a few thinking tokens) moves the policy by a hair rather than as much as any other group."""
     rewards: dict = field(default_factory=dict)
     """Overrides of `RewardConfig`."""
     checkpoint_every: int = 20
@@ -255,8 +254,7 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
     baseline = greedy_scored.reward if config.baseline == "greedy" else values.mean()
     policy.model.train()
     if values.std() > 1e-6:  # a group whose rollouts all score alike teaches nothing
-        centred = values - baseline
-        advantages = (centred / values.std() if config.scale_advantages else centred).tolist()
+        advantages = ((values - baseline) / values.std()).tolist()
         loss = gspo_loss(policy, request, rollouts, advantages, config.clip_epsilon)  # one on-policy update
         (loss / len(curriculum.states)).backward()
     curriculum.advance(stream, description_of(greedy if config.carry == "greedy" else texts[0]))
