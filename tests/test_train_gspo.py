@@ -59,7 +59,7 @@ def test_greedy_carry_is_what_the_deployed_policy_writes(tmp_path):
     which parses), not with a sampled rollout; with `baseline: greedy` that memory's reward is the baseline."""
     from taskmem_nodes.models.packed import ensure_default_model
     from taskmem_nodes.train.gspo import description_of, sample_group
-    from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
 
     config = PhaseOneConfig(init_checkpoint=str(ensure_default_model()), streams=1, group_size=2, steps=1,
                             temperature=1.5, max_new_tokens=200, carry="greedy", baseline="greedy",
@@ -68,7 +68,7 @@ def test_greedy_carry_is_what_the_deployed_policy_writes(tmp_path):
     policy.model.float()
     curriculum = Curriculum(config, policy.frames_per_clip)
     ids = sample_group(policy, curriculum.request(curriculum.states[0]), 1, 0.0, config.max_new_tokens)[0]
-    greedy = description_of(THINK_PREFILL + policy.tokenizer.decode(ids, skip_special_tokens=True))
+    greedy = description_of(policy.output_text(ids))
     train_phase_one(config)
     state = torch.load(tmp_path / "rl" / "last" / "trainer_state.pt", weights_only=False)
     assert greedy.startswith("in the "), greedy

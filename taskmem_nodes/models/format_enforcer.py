@@ -175,7 +175,7 @@ class FormatEnforcer(LogitsProcessor):
             else:
                 row.count += 1
         elif row.phase == "description":
-            if token == self.close[0] or self.masks.closing[token]:  # '"}', or e.g. '."' before the brace
+            if self.masks.closing[token]:  # '"}' (close[0]), or e.g. '."' before the brace
                 brace_written = self.tokenizer.decode([token]).endswith("}")
                 row.phase, row.queue = "done", [*([] if brace_written else self.brace), self.end]
             else:

@@ -27,11 +27,18 @@ from pathlib import Path
 import torch
 
 from taskmem_nodes.models.transformers_backend import AllowedTokens, prepare_inputs
-from taskmem_nodes.policy import MemoryParseError, PrecedingMemory, build_request, parse_output, select_window
+from taskmem_nodes.policy import (
+    PRECEDING_MEMORIES,
+    MemoryParseError,
+    PrecedingMemory,
+    build_request,
+    parse_output,
+    select_window,
+)
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import stream_clips
-from taskmem_nodes.train.fact_judge import judge_entry
-from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
+from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry
+from taskmem_nodes.train.policy_model import RestrictedPolicy
 from taskmem_nodes.train.rewards import RewardConfig, score_group
 from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, save_model, start_or_resume
 from taskmem_nodes.train.validation import VALIDATION_SEEDS, validate
@@ -121,10 +128,16 @@ class Curriculum:
         _, clips = self.world(state)
         clip = clips[state.index]
         window = select_window(clips[: state.index + 1], clip)
-        earlier = range(max(0, state.index - 4), state.index)
+        earlier = range(max(0, state.index - PRECEDING_MEMORIES), state.index)
         preceding = [PrecedingMemory(clips[i].start, clips[i].end, state.memories[i]) for i in earlier
                      if state.memories[i]]
         return build_request(window, preceding, self.frames_per_clip)
+
+    def judge(self, state: StreamState) -> Callable[[str], EntryVerdict]:
+        """The ground-truth verdict of a memory for the stream's current clip, given the memories it shows."""
+        world, _ = self.world(state)
+        return partial(judge_entry, world, state.index,
+                       preceding=state.memories[max(0, state.index - PRECEDING_MEMORIES):])
 
     def advance(self, state: StreamState, memory: str) -> None:
         state.memories.append(memory)
@@ -235,17 +248,14 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
                      config: PhaseOneConfig, rewards: RewardConfig, count_tokens) -> dict[str, float]:
     """Sample a group for the stream's current clip, score it, add its GSPO gradient (scaled to the step's
     streams), advance the stream with the policy's own memory; returns the group's means."""
-    world, _ = curriculum.world(stream)
     request = curriculum.request(stream)
     policy.model.eval()
     rollouts = sample_group(policy, request, config.group_size, config.temperature, config.max_new_tokens)
-    texts = [THINK_PREFILL + policy.tokenizer.decode(r, skip_special_tokens=True) for r in rollouts]
-    preceding = stream.memories[max(0, stream.index - 4): stream.index]
-    judge = partial(judge_entry, world, stream.index, preceding=preceding)
+    texts = [policy.output_text(r) for r in rollouts]
+    judge = curriculum.judge(stream)
     greedy = None
     if config.carry == "greedy" or config.baseline == "greedy":
-        greedy_ids = sample_group(policy, request, 1, 0.0, config.max_new_tokens)[0]
-        greedy = THINK_PREFILL + policy.tokenizer.decode(greedy_ids, skip_special_tokens=True)
+        greedy = policy.output_text(sample_group(policy, request, 1, 0.0, config.max_new_tokens)[0])
     if config.baseline == "greedy":  # ranked for richness together with the samples
         *scored, greedy_scored = score_group([*texts, greedy], judge, count_tokens, rewards)
     else:
@@ -271,6 +281,7 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
 
 
 def description_of(text: str) -> str:
+    """The memory of a policy output; "" when it does not parse (a parsed description is never empty)."""
     try:
         return parse_output(text).description
     except MemoryParseError:

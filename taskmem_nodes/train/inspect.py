@@ -13,7 +13,7 @@ from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import stream_examples
 from taskmem_nodes.train.fact_judge import statements
 from taskmem_nodes.train.gspo import sample_group
-from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
+from taskmem_nodes.train.policy_model import RestrictedPolicy
 
 HELD_OUT_SEEDS = (555_001, 555_002, 555_003)
 """World seeds no recipe trains on (training worlds start at 1,000,000; benchmark worlds are seed * 1000 + i)."""
@@ -53,7 +53,7 @@ def statement_truth(policy: RestrictedPolicy, clips: int, *, temperature: float 
             target_thinking = parse_output(example.target).thinking
             for ids in outputs:
                 try:
-                    memory = parse_output(THINK_PREFILL + policy.tokenizer.decode(ids, skip_special_tokens=True))
+                    memory = parse_output(policy.output_text(ids))
                 except MemoryParseError:
                     counts["unparsed"] += 1
                     continue

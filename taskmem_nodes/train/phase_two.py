@@ -39,12 +39,11 @@ import torch
 from taskmem_nodes.adapters import AdapterRegistry
 from taskmem_nodes.models.steering import ADAPTER_SUFFIX, AdapterInfo, SteeringAdapter
 from taskmem_nodes.models.transformers_backend import checkpoint_version
-from taskmem_nodes.policy import MemoryParseError, parse_output
 from taskmem_nodes.records import MemoryRecord, TaskLogRecord
 from taskmem_nodes.train.deployment import Deployment
 from taskmem_nodes.train.fact_judge import judge_entry
-from taskmem_nodes.train.gspo import sample_group
-from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
+from taskmem_nodes.train.gspo import description_of, sample_group
+from taskmem_nodes.train.policy_model import RestrictedPolicy
 from taskmem_nodes.train.preferences import Candidate, PairStats, PreferencePair, pairs_for_clip
 from taskmem_nodes.train.runs import load_recipe
 from taskmem_nodes.train.steering_dpo import DpoExample, DpoSettings, resolve_layer, train_steering_vector
@@ -128,13 +127,6 @@ class TaskSampler:
         return task_type, [t.question for t in self.rng.sample(pool, min(self.count, len(pool)))]
 
 
-def _description(text: str) -> str | None:
-    try:
-        return parse_output(text).description
-    except MemoryParseError:
-        return None
-
-
 def inference_decoding(policy: RestrictedPolicy, settings: dict, max_new_tokens: int) -> tuple[Callable, int]:
     """A fresh-processor factory and the token limit that make candidates decode as the deployed memorizer does
     (its format enforcer and budgets when `enforce_format` is set)."""
@@ -182,8 +174,8 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
         rollouts = sample_group(policy, request, config.rollouts, config.temperature, max_new_tokens, processors())
         candidates = []
         for ids in rollouts:
-            text = _description(THINK_PREFILL + policy.tokenizer.decode(ids, skip_special_tokens=True))
-            if text is None:
+            text = description_of(policy.output_text(ids))
+            if not text:
                 continue  # Phase One's format reward handles unparsable output; it is no candidate here
             world = worlds.get(stream_id)
             correctness = judge_entry(world, ref.index, text, ref.preceding).fidelity if world else 1.0
@@ -289,7 +281,7 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
         for name, adapter in adapters.items():
             pauses.append(backend.set_adapter(adapter))
             result = backend.generate(request)
-            texts[name] = _description(result.text) or ""
+            texts[name] = description_of(result.text)
             tokens[name].append(result.output_tokens)
         task_type, questions = sampler.draw()
         forward = judge.prefer(ref, task_type, questions, texts["candidate"], texts["current"])

@@ -124,6 +124,10 @@ class RestrictedPolicy:
         return self.encode_ids(request, torch.tensor(self.tokenizer.encode(target + END_OF_TURN,
                                                                            add_special_tokens=False)))
 
+    def output_text(self, ids: torch.Tensor) -> str:
+        """The whole output of generated `ids`, the prefilled `<think>` included (what `parse_output` reads)."""
+        return THINK_PREFILL + self.tokenizer.decode(ids, skip_special_tokens=True)
+
     def encode_ids(self, request: PolicyRequest, target_ids: torch.Tensor) -> Sequence:
         """The prompt of `request` followed by the token ids of an answer (e.g. a sampled rollout)."""
         _, inputs = prepare_inputs(self.processor, request)

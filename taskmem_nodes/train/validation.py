@@ -9,10 +9,8 @@ kept, where held-out memories are best rather than where the sampled reward is h
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 
-from taskmem_nodes.train.fact_judge import judge_entry
-from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
+from taskmem_nodes.train.policy_model import RestrictedPolicy
 from taskmem_nodes.train.rewards import RewardConfig, score_group
 
 VALIDATION_SEEDS = (556_001, 556_002)
@@ -30,11 +28,8 @@ def validate(policy: RestrictedPolicy, curriculum, clips_per_world: int, rewards
     scored = []
     for _ in range(clips_per_world):
         for stream in curriculum.states:
-            world, _ = curriculum.world(stream)
-            ids = sample_group(policy, curriculum.request(stream), 1, 0.0, max_new_tokens)[0]
-            text = THINK_PREFILL + policy.tokenizer.decode(ids, skip_special_tokens=True)
-            judge = partial(judge_entry, world, stream.index, preceding=stream.memories[max(0, stream.index - 4):])
-            scored += score_group([text], judge, count_tokens, rewards)
+            text = policy.output_text(sample_group(policy, curriculum.request(stream), 1, 0.0, max_new_tokens)[0])
+            scored += score_group([text], curriculum.judge(stream), count_tokens, rewards)
             curriculum.advance(stream, description_of(text))
     verdicts = [s.verdict for s in scored if s.verdict]
     stated = sum(v.statements for v in verdicts)
