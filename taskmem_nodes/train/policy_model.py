@@ -160,7 +160,7 @@ class RestrictedPolicy:
         """Mean cross-entropy of the target tokens."""
         return torch.nn.functional.cross_entropy(self.target_logits(sequence), sequence.labels)
 
-    def sequence_logprob(self, sequence: Sequence) -> torch.Tensor:
-        """Sum of the target tokens' log-probabilities (for GSPO and DPO)."""
+    def sequence_logprob(self, sequence: Sequence, start: int = 0) -> torch.Tensor:
+        """Sum of the target tokens' log-probabilities from target token `start` on (for GSPO and DPO)."""
         logprobs = torch.log_softmax(self.target_logits(sequence), dim=-1)
-        return logprobs.gather(1, sequence.labels[:, None]).sum()
+        return logprobs.gather(1, sequence.labels[:, None])[start:].sum()

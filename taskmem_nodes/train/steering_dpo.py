@@ -3,8 +3,9 @@
 The policy's weights stay frozen; the only parameter is `s` (hidden size), added after decoder layer `layer`.
 The reference model is the same policy without the vector, so the DPO loss per pair is
     -log sigmoid(beta * [(log pi_s(chosen) - log pi(chosen)) - (log pi_s(rejected) - log pi(rejected))])
-over whole rollouts (thinking, JSON and end of turn), given the clip's prompt. trl's DPOTrainer has no video
-input, hence this short loop.
+over whole rollouts (thinking, JSON and end of turn), given the clip's prompt; or, with `span: memory`, over
+the tokens after `</think>` only, each rollout given its own thinking: a task preference says which memory
+to write, not how to see the clip. trl's DPOTrainer has no video input, hence this short loop.
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ class DpoSettings:
     """Adam learning rate of the vector (the paper: 1e-3)."""
     beta: float = 0.1
     """DPO temperature."""
+    span: str = "output"
+    """The tokens the log-probabilities sum over: "output" (thinking, JSON, end of turn) or "memory" (after
+    `</think>`, given the rollout's own thinking)."""
+
+    def __post_init__(self):
+        if self.span not in SPANS:
+            raise ValueError(f"span must be one of {SPANS}, not {self.span!r}")
+
+
+SPANS = ("output", "memory")
+THINK_END = "</think>"
 
 
 def resolve_layer(model, layer: int | None) -> int:
@@ -46,8 +58,18 @@ def resolve_layer(model, layer: int | None) -> int:
     return index % count
 
 
-def _logprob(policy: RestrictedPolicy, request, ids: Sequence[int]) -> torch.Tensor:
-    return policy.sequence_logprob(policy.encode_ids(request, torch.tensor(ids)))
+def span_start(policy: RestrictedPolicy, ids: Sequence[int], span: str) -> int:
+    """The first rollout token the DPO log-probability counts (0 for the whole output)."""
+    if span == "output":
+        return 0
+    think_end = policy.tokenizer.convert_tokens_to_ids(THINK_END)
+    if think_end not in ids:
+        raise ValueError(f"a rollout without {THINK_END} has no memory span")
+    return list(ids).index(think_end) + 1
+
+
+def _logprob(policy: RestrictedPolicy, request, ids: Sequence[int], span: str) -> torch.Tensor:
+    return policy.sequence_logprob(policy.encode_ids(request, torch.tensor(ids)), span_start(policy, ids, span))
 
 
 def train_steering_vector(policy: RestrictedPolicy, examples: Sequence[DpoExample], layer: int,
@@ -60,8 +82,8 @@ def train_steering_vector(policy: RestrictedPolicy, examples: Sequence[DpoExampl
         parameter.requires_grad_(False)
     policy.model.eval()  # no dropout: the reference and the steered policy must differ only by the vector
     with torch.no_grad():
-        reference = [(_logprob(policy, e.request, e.chosen_ids), _logprob(policy, e.request, e.rejected_ids))
-                     for e in examples]
+        reference = [(_logprob(policy, e.request, e.chosen_ids, settings.span),
+                      _logprob(policy, e.request, e.rejected_ids, settings.span)) for e in examples]
     hidden = policy.model.config.get_text_config().hidden_size
     vector = torch.nn.Parameter(torch.zeros(hidden))
     optimizer = torch.optim.Adam([vector], lr=settings.lr)
@@ -71,8 +93,8 @@ def train_steering_vector(policy: RestrictedPolicy, examples: Sequence[DpoExampl
             optimizer.zero_grad()
             losses, margins = [], []
             for example, (ref_chosen, ref_rejected) in zip(examples, reference, strict=True):
-                chosen = _logprob(policy, example.request, example.chosen_ids) - ref_chosen
-                rejected = _logprob(policy, example.request, example.rejected_ids) - ref_rejected
+                chosen = _logprob(policy, example.request, example.chosen_ids, settings.span) - ref_chosen
+                rejected = _logprob(policy, example.request, example.rejected_ids, settings.span) - ref_rejected
                 margin = settings.beta * (chosen - rejected)
                 loss = -torch.nn.functional.logsigmoid(margin) / len(examples)
                 loss.backward()  # one example's graph at a time

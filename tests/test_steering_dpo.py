@@ -1,0 +1,56 @@
+"""DPO of a steering vector on the shipped policy: the span the log-probabilities count, and that DPO moves the
+steered policy toward the chosen memory."""
+
+import json
+
+import pytest
+import torch
+
+from taskmem_nodes.models.packed import ensure_default_model
+from taskmem_nodes.train.gspo import Curriculum, PhaseOneConfig
+from taskmem_nodes.train.policy_model import RestrictedPolicy
+from taskmem_nodes.train.steering_dpo import DpoExample, DpoSettings, span_start, train_steering_vector
+
+THINKING = "The kitchen, new. first: people: none. last: same.\n</think>\n\n"
+
+
+@pytest.fixture(scope="module")
+def policy_and_request():
+    policy = RestrictedPolicy.load(ensure_default_model())
+    policy.model.float()
+    curriculum = Curriculum(PhaseOneConfig(), policy.frames_per_clip)
+    return policy, curriculum.request(curriculum.states[0])
+
+
+def rollout(policy, description: str, thinking: str = THINKING) -> tuple[int, ...]:
+    text = thinking + json.dumps({"description": description}) + "<|im_end|>"
+    return tuple(policy.tokenizer.encode(text, add_special_tokens=False))
+
+
+def test_memory_span_starts_after_the_thinking(policy_and_request):
+    policy, request = policy_and_request
+    ids = rollout(policy, "in the kitchen.")
+    start = span_start(policy, ids, "memory")
+    assert span_start(policy, ids, "output") == 0
+    assert policy.tokenizer.decode(ids[start - 1]) == "</think>"
+    assert policy.tokenizer.decode(ids[start:]).startswith('\n\n{"description"')
+    sequence = policy.encode_ids(request, torch.tensor(ids))
+    with torch.no_grad():
+        per_token = torch.log_softmax(policy.target_logits(sequence), -1).gather(1, sequence.labels[:, None])[:, 0]
+        assert policy.sequence_logprob(sequence, start).item() == pytest.approx(per_token[start:].sum().item(),
+                                                                                abs=1e-4)
+        assert policy.sequence_logprob(sequence).item() == pytest.approx(per_token.sum().item(), abs=1e-4)
+    with pytest.raises(ValueError, match="no memory span"):
+        span_start(policy, rollout(policy, "in the kitchen.", thinking="The kitchen. ")[:-3], "memory")
+    with pytest.raises(ValueError, match="span must be one of"):
+        DpoSettings(span="thinking")
+
+
+def test_memory_span_dpo_prefers_the_chosen_memory(policy_and_request):
+    policy, request = policy_and_request
+    chosen = rollout(policy, "in the kitchen. 2 red mugs on the kitchen table.")
+    rejected = rollout(policy, "in the kitchen.")
+    vector, log = train_steering_vector(policy, [DpoExample(request, chosen, rejected)], layer=2,
+                                        settings=DpoSettings(steps=4, lr=5e-2, span="memory"))
+    assert log[0]["loss"] == pytest.approx(0.693, abs=1e-3)  # the vector starts at zero: no preference yet
+    assert log[-1]["loss"] < log[0]["loss"] and log[-1]["margin"] > 0 and vector.norm() > 0
