@@ -105,3 +105,16 @@ def test_gspo_loss_pushes_up_the_better_rollout(warm):
         gspo_loss(policy, request, [good, bad], [1.0, -1.0], epsilon=0.2).backward()
         optimizer.step()
     assert logprob(good) - logprob(bad) > before
+
+
+def test_length_baseline_leaves_what_length_does_not_explain():
+    from taskmem_nodes.train.gspo import length_residuals
+
+    rewards = torch.tensor([1.0, 2.0, 3.0, 2.5])
+    # reward rising with length alone teaches nothing; the 4th rollout is 0.5 worse than its length predicts
+    residuals = length_residuals(rewards, [1, 2, 3, 3])
+    assert residuals.sum().abs() < 1e-6 and residuals[3] < 0 < residuals[2]
+    assert torch.allclose(length_residuals(torch.tensor([1.0, 2.0, 3.0]), [1, 2, 3]), torch.zeros(3), atol=1e-6)
+    assert torch.allclose(length_residuals(rewards, [2, 2, 2, 2]), rewards - rewards.mean())
+    with pytest.raises(ValueError, match="baseline"):
+        PhaseOneConfig(baseline="median")

@@ -4,7 +4,8 @@ Run:  taskmem train phase-one --config config/train/phase_one_tiny.yaml
 
 GSPO is sequence-level GRPO: for each clip the policy samples a group of G memories; each gets the Phase One
 reward (`rewards.py`, judged against ground truth); advantages are the rewards less the group's mean (or, with
-`baseline: greedy`, less the greedy memory's reward), divided by the group's spread; the loss is -A_i * s_i with
+`baseline: greedy`, less the greedy memory's reward; with `baseline: length`, less the group's line of reward
+against statement count), divided by the group's spread; the loss is -A_i * s_i with
 s_i = exp(mean token log-ratio of rollout i), clipped, no KL term. With `validate_every`, held-out worlds are
 memorized greedily every so many steps (`validation.py`) and the best checkpoint is kept. trl's
 GRPOTrainer has no video input, hence this short loop.
@@ -70,9 +71,11 @@ class PhaseOneConfig:
     clip_epsilon: float = 0.2
     """Clipping of the sequence-level ratio."""
     baseline: str = "group"
-    """What a rollout's reward is compared with: "group" (the group's mean, GRPO) or "greedy" (the reward of
-    the greedy memory for the same prompt, as in self-critical training): only rollouts better than what the
-    deployed policy writes are pushed up."""
+    """What a rollout's reward is compared with: "group" (the group's mean, GRPO), "greedy" (the reward of
+    the greedy memory for the same prompt, as in self-critical training: only rollouts better than what the
+    deployed policy writes are pushed up) or "length" (the group's least-squares line of reward against
+    statement count: only what a rollout does better than the group's rollouts of its length counts, so the
+    update rewards true statements rather than fewer ones)."""
     rewards: dict = field(default_factory=dict)
     """Overrides of `RewardConfig`."""
     checkpoint_every: int = 20
@@ -88,7 +91,7 @@ class PhaseOneConfig:
     """Sampling and world seeds."""
 
     def __post_init__(self):
-        for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy"))):
+        for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy", "length"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
 
@@ -261,10 +264,15 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
     else:
         scored = score_group(texts, judge, count_tokens, rewards)
     values = torch.tensor([s.reward for s in scored])
-    baseline = greedy_scored.reward if config.baseline == "greedy" else values.mean()
+    if config.baseline == "greedy":
+        centred = values - greedy_scored.reward
+    elif config.baseline == "length":
+        centred = length_residuals(values, [s.verdict.statements if s.verdict else 0 for s in scored])
+    else:
+        centred = values - values.mean()
     policy.model.train()
-    if values.std() > 1e-6:  # a group whose rollouts all score alike teaches nothing
-        advantages = ((values - baseline) / values.std()).tolist()
+    if values.std() > 1e-6 and centred.abs().max() > 1e-6:  # a group whose rollouts all score alike teaches nothing
+        advantages = (centred / values.std()).tolist()
         loss = gspo_loss(policy, request, rollouts, advantages, config.clip_epsilon)  # one on-policy update
         (loss / len(curriculum.states)).backward()
     curriculum.advance(stream, description_of(greedy if config.carry == "greedy" else texts[0]))
@@ -278,6 +286,14 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
         "thinking_penalty": sum(s.thinking_penalty for s in scored) / len(scored),
         **({"greedy_reward": greedy_scored.reward} if config.baseline == "greedy" else {}),
     }
+
+
+def length_residuals(values: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    """`values` less their least-squares line against `lengths` (less their mean when all lengths are equal)."""
+    x = torch.tensor(lengths, dtype=values.dtype)
+    x = x - x.mean()
+    slope = (x * values).sum() / (x * x).sum() if (x * x).sum() > 0 else 0.0
+    return values - values.mean() - slope * x
 
 
 def description_of(text: str) -> str:
