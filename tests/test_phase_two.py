@@ -158,3 +158,42 @@ def test_headroom_counts_what_the_best_candidates_would_answer(deployment):
     # the true memory is both the most correct and the most useful candidate: it answers what the tiny
     # policy's memories do not
     assert figures["most correct"] == figures["most useful"] > figures["deployment"]
+
+
+class LongerIsBetter:
+    """A task judge that prefers the longer memory (so that sampled candidates beat the greedy one)."""
+
+    name = "longer"
+
+    def prefer(self, clip, task_type, questions, first, second):
+        return "first" if len(first) > len(second) else "second" if len(second) > len(first) else "tie"
+
+
+def test_a_greedy_loser_is_the_frozen_policys_greedy_memory(deployment):
+    import random
+
+    from taskmem_nodes.train.gspo import description_of, sample_group
+    from taskmem_nodes.train.phase_two import TaskSampler, collect_pairs, inference_decoding, split_clips
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
+    from taskmem_nodes.train.preferences import PairStats
+
+    folder, warm, _ = deployment
+    loaded = Deployment.load(folder)
+    config = PhaseTwoConfig(policy=str(warm), rollouts=4, min_tasks=1, validation_every=3, max_length_gap=1000,
+                            rejected="greedy")
+    policy = RestrictedPolicy.load(warm)
+    decoding = inference_decoding(policy, {"enforce_format": True, "max_thinking_tokens": 16,
+                                           "max_description_tokens": 16}, 48)
+    train, _ = split_clips(loaded, config.validation_every)
+    stats = PairStats()
+    pairs, _ = collect_pairs(policy, loaded, train, TaskSampler(loaded.tasks, config, random.Random(0)),
+                             LongerIsBetter(), config, stats, loaded.worlds(), decoding)
+    assert stats.clips == len(train) == 4 and pairs
+    for stream_id, position, pair in pairs:
+        request = loaded.request(stream_id, position, policy.frames_per_clip)
+        greedy = sample_group(policy, request, 1, 0.0, decoding[1], decoding[0]())[0]
+        assert pair.rejected.output_ids == tuple(greedy.tolist())
+        assert pair.rejected.text == description_of(policy.output_text(greedy)) and len(pair.chosen.text) > len(
+            pair.rejected.text)
+    with pytest.raises(ValueError, match="rejected"):
+        PhaseTwoConfig(rejected="worst")

@@ -1,7 +1,14 @@
 """Phase Two pair selection: both orders must agree, cycles drop a clip, the longest chain's ends are paired
 within the length gap, and a less correct memory is never preferred."""
 
-from taskmem_nodes.train.preferences import Candidate, PairStats, judge_edges, longest_chains, select_pair
+from taskmem_nodes.train.preferences import (
+    Candidate,
+    PairStats,
+    judge_edges,
+    longest_chains,
+    pairs_for_clip,
+    select_pair,
+)
 from taskmem_nodes.train.task_judge import ClipRef
 
 CLIP = ClipRef("s", 0)
@@ -52,3 +59,15 @@ def test_cycles_length_gaps_and_less_correct_winners_give_no_pair():
     mixed = [cand("a", tokens=10), cand("b", tokens=12), cand("c", tokens=45)]
     pair = select_pair(CLIP, "count", mixed, {(0, 1), (1, 2)}, stats)
     assert (pair.chosen.text, pair.rejected.text) == ("a", "b")
+
+
+def test_a_greedy_loser_pairs_the_winner_against_the_policys_own_memory():
+    judge = ScoreJudge({"a": 3, "b": 2, "c": 0, "g": 1, "h": 5})
+    sampled = [cand("a"), cand("b"), cand("c")]
+    stats = PairStats()
+    pair = pairs_for_clip(judge, CLIP, "count", [], sampled, stats, greedy=cand("g"))
+    assert (pair.chosen.text, pair.rejected.text) == ("a", "g")  # not "c", the end of the longest chain
+    assert pairs_for_clip(judge, CLIP, "count", [], sampled, stats).rejected.text == "c"
+    # the greedy memory among the samples is one node; when it is the best there is nothing to learn
+    assert pairs_for_clip(judge, CLIP, "count", [], [cand("h"), *sampled], stats, greedy=cand(" h ")) is None
+    assert stats.greedy_unbeaten == 1 and stats.clips == 3

@@ -81,6 +81,9 @@ class PhaseTwoConfig:
     """Train for these task types only (empty: every type with `min_tasks`)."""
     max_length_gap: int = 20
     """Chosen and rejected descriptions must differ by fewer tokens than this."""
+    rejected: str = "chain"
+    """The loser of a clip's pair: "chain" (the end of the longest preference chain, as in the method) or
+    "greedy" (the frozen policy's greedy memory of the clip, judged among the candidates)."""
     validation_every: int = 4
     """Every n-th clip of a stream is held out for the evaluation gate."""
     min_win_rate: float = 0.55
@@ -93,8 +96,12 @@ class PhaseTwoConfig:
     judge: str = "ground-truth"
     """Task-relevance judge: ground-truth (synthetic world) or openai:<base_url>#<model>."""
     dpo: dict = field(default_factory=dict)
-    """Overrides of `DpoSettings` (steps, lr, beta)."""
+    """Overrides of `DpoSettings` (steps, lr, beta, span)."""
     seed: int = 0
+
+    def __post_init__(self):
+        if self.rejected not in ("chain", "greedy"):
+            raise ValueError(f"rejected must be 'chain' or 'greedy', not {self.rejected!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> PhaseTwoConfig:
@@ -156,6 +163,17 @@ class SampledClip:
     candidates: tuple[Candidate, ...]
 
 
+def as_candidate(policy: RestrictedPolicy, ids: torch.Tensor, world, clip: ClipRef) -> Candidate | None:
+    """A generated output as a candidate memory (its correctness judged when `world` is known), or None when it
+    does not parse (Phase One's format reward handles that; it is no candidate here)."""
+    text = description_of(policy.output_text(ids))
+    if not text:
+        return None
+    correctness = judge_entry(world, clip.index, text, clip.preceding).fidelity if world else 1.0
+    return Candidate(text, tuple(ids.tolist()), len(policy.tokenizer.encode(text, add_special_tokens=False)),
+                     correctness)
+
+
 def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[tuple[str, int]],
                   sampler: TaskSampler, judge: TaskJudge, config: PhaseTwoConfig, stats: PairStats,
                   worlds: dict, decoding: tuple[Callable, int] = (list, 200), on_clip: Callable[[], None] | None = None,
@@ -163,7 +181,6 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
     """Sample candidates from the frozen policy for each clip and select the method's pair; returns
     (stream id, position in the stream, pair) and every clip's candidates. `worlds` (the deployment's simulated
     ones) judge correctness."""
-    count_tokens = lambda text: len(policy.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     found, sampled = [], []
     for stream_id, position in clips:
         request = deployment.request(stream_id, position, policy.frames_per_clip)
@@ -172,17 +189,20 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
         policy.model.eval()
         processors, max_new_tokens = decoding
         rollouts = sample_group(policy, request, config.rollouts, config.temperature, max_new_tokens, processors())
-        candidates = []
-        for ids in rollouts:
-            text = description_of(policy.output_text(ids))
-            if not text:
-                continue  # Phase One's format reward handles unparsable output; it is no candidate here
-            world = worlds.get(stream_id)
-            correctness = judge_entry(world, ref.index, text, ref.preceding).fidelity if world else 1.0
-            candidates.append(Candidate(text, tuple(ids.tolist()), count_tokens(text), correctness))
+        world = worlds.get(stream_id)
+        candidates = [c for c in (as_candidate(policy, ids, world, ref) for ids in rollouts) if c is not None]
+        greedy = None
+        if config.rejected == "greedy":
+            greedy = as_candidate(policy, sample_group(policy, request, 1, 0.0, max_new_tokens, processors())[0],
+                                  world, ref)
         task_type, questions = sampler.draw()
         sampled.append(SampledClip(stream_id, position, ref, task_type, tuple(questions), tuple(candidates)))
-        pair = pairs_for_clip(judge, ref, task_type, questions, candidates, stats, config.max_length_gap)
+        pair = None
+        if config.rejected == "greedy" and greedy is None:
+            stats.clips += 1  # the greedy memory did not parse: nothing to pair against
+        else:
+            pair = pairs_for_clip(judge, ref, task_type, questions, candidates, stats, config.max_length_gap,
+                                  greedy=greedy)
         if pair is not None:
             found.append((stream_id, position, pair))
         if on_clip is not None:
@@ -192,7 +212,7 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
 
 PAIRS_FILE = "pairs.json"
 JUDGING_SETTINGS = ("rollouts", "temperature", "max_new_tokens", "questions", "recent_tasks", "min_tasks",
-                    "task_types", "max_length_gap", "validation_every", "judge", "seed")
+                    "task_types", "max_length_gap", "rejected", "validation_every", "judge", "seed")
 
 
 def pairs_key(deployment: Deployment, config: PhaseTwoConfig, model_version: str) -> str:

@@ -4,7 +4,9 @@ For each clip: the frozen policy's candidate memories are judged pairwise in bot
 only when both orders agree: the position-bias check); agreeing verdicts form a win -> lose graph; a clip whose
 graph has a cycle is dropped; otherwise an undefeated winner is paired with the loser at the end of the
 longest preference chain, provided the two lengths differ by fewer than `max_length_gap` tokens (so length is
-not what is learned) and the winner is not less correct than the loser.
+not what is learned) and the winner is not less correct than the loser. With a `greedy` candidate (the frozen
+policy's own greedy memory, judged with the others) the loser is always that memory: the pair then says how
+what the policy writes now could be more useful, rather than which of its worst samples to avoid.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class PairStats:
     cyclic: int = 0
     no_edge: int = 0
     length_or_correctness: int = 0  # every chain's ends too far apart in length, or the winner less correct
+    greedy_unbeaten: int = 0  # with a greedy loser: no undefeated winner's chain reaches the greedy memory
     pairs: int = 0
 
 
@@ -93,8 +96,9 @@ def longest_chains(nodes: int, edges: set[tuple[int, int]]) -> dict[tuple[int, i
 
 
 def select_pair(clip: ClipRef, task_type: str, candidates: Sequence[Candidate], edges: set[tuple[int, int]],
-                stats: PairStats, max_length_gap: int = 20) -> PreferencePair | None:
-    """The method's pair for one clip, or None (and the reason counted in `stats`)."""
+                stats: PairStats, max_length_gap: int = 20, against: int | None = None) -> PreferencePair | None:
+    """The method's pair for one clip, or None (and the reason counted in `stats`); with `against`, only
+    chains ending at that candidate count."""
     if not edges:
         stats.no_edge += 1
         return None
@@ -104,8 +108,11 @@ def select_pair(clip: ClipRef, task_type: str, candidates: Sequence[Candidate], 
         return None
     beaten = {b for _, b in edges}
     undefeated = {a for a, _ in edges} - beaten
-    options = sorted(((length, start, end) for (start, end), length in chains.items() if start in undefeated),
-                     key=lambda o: (-o[0], o[1], o[2]))
+    options = sorted(((length, start, end) for (start, end), length in chains.items()
+                      if start in undefeated and against in (None, end)), key=lambda o: (-o[0], o[1], o[2]))
+    if not options:
+        stats.greedy_unbeaten += 1
+        return None
     for length, start, end in options:
         chosen, rejected = candidates[start], candidates[end]
         if abs(chosen.tokens - rejected.tokens) < max_length_gap and chosen.correctness >= rejected.correctness:
@@ -125,11 +132,15 @@ def distinct(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 def pairs_for_clip(judge: TaskJudge, clip: ClipRef, task_type: str, questions: Sequence[str],
                    candidates: Sequence[Candidate], stats: PairStats, max_length_gap: int = 20,
-                   on_judged: Callable[[], None] | None = None) -> PreferencePair | None:
-    """Judge one clip's candidates and select its pair."""
+                   on_judged: Callable[[], None] | None = None, greedy: Candidate | None = None,
+                   ) -> PreferencePair | None:
+    """Judge one clip's candidates and select its pair (with `greedy`, against that memory)."""
     stats.clips += 1
-    unique = distinct(candidates)
+    unique = distinct([*candidates, greedy] if greedy else candidates)
+    against = None
+    if greedy is not None:
+        against = [" ".join(c.text.split()) for c in unique].index(" ".join(greedy.text.split()))
     edges = judge_edges(judge, clip, task_type, questions, unique, stats)
     if on_judged is not None:
         on_judged()
-    return select_pair(clip, task_type, unique, edges, stats, max_length_gap)
+    return select_pair(clip, task_type, unique, edges, stats, max_length_gap, against)
