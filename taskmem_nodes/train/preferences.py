@@ -122,11 +122,16 @@ def select_pair(clip: ClipRef, task_type: str, candidates: Sequence[Candidate], 
     return None
 
 
+def _spaced(text: str) -> str:
+    """A description with its whitespace normalised: what makes two candidates the same memory."""
+    return " ".join(text.split())
+
+
 def distinct(candidates: Sequence[Candidate]) -> list[Candidate]:
     """Candidates with distinct descriptions (the first of each kept)."""
     seen: dict[str, Candidate] = {}
     for candidate in candidates:
-        seen.setdefault(" ".join(candidate.text.split()), candidate)
+        seen.setdefault(_spaced(candidate.text), candidate)
     return list(seen.values())
 
 
@@ -139,7 +144,7 @@ def pairs_for_clip(judge: TaskJudge, clip: ClipRef, task_type: str, questions: S
     unique = distinct([*candidates, greedy] if greedy else candidates)
     against = None
     if greedy is not None:
-        against = [" ".join(c.text.split()) for c in unique].index(" ".join(greedy.text.split()))
+        against = [_spaced(c.text) for c in unique].index(_spaced(greedy.text))
     edges = judge_edges(judge, clip, task_type, questions, unique, stats)
     if on_judged is not None:
         on_judged()
