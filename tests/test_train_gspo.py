@@ -81,6 +81,20 @@ def test_phase_one_rejects_an_unknown_carry_or_baseline():
         PhaseOneConfig(carry="best")
     with pytest.raises(ValueError, match="baseline"):
         PhaseOneConfig(baseline="mean")
+    with pytest.raises(ValueError, match="scale"):
+        PhaseOneConfig(scale="max")
+
+
+def test_unscaled_advantages_keep_the_size_of_the_reward_difference():
+    from taskmem_nodes.train.gspo import scaled_advantages
+
+    # rollouts differing by 0.02 of thinking penalty, and a group with a right and a wrong memory
+    small, large = torch.tensor([0.50, 0.48]), torch.tensor([0.8, -0.3])
+    by_std = [scaled_advantages(v, v - v.mean(), "std") for v in (small, large)]
+    raw = [scaled_advantages(v, v - v.mean(), "none") for v in (small, large)]
+    assert by_std[0] == pytest.approx(by_std[1], rel=1e-4)  # GRPO: both groups push equally hard
+    assert raw[0] == pytest.approx([0.01, -0.01], abs=1e-6) and raw[1] == pytest.approx([0.55, -0.55], abs=1e-6)
+    assert scaled_advantages(torch.tensor([0.3, 0.3]), torch.zeros(2), "none") is None
 
 
 def test_gspo_loss_pushes_up_the_better_rollout(warm):

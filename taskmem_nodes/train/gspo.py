@@ -5,7 +5,7 @@ Run:  taskmem train phase-one --config config/train/phase_one_tiny.yaml
 GSPO is sequence-level GRPO: for each clip the policy samples a group of G memories; each gets the Phase One
 reward (`rewards.py`, judged against ground truth); advantages are the rewards less the group's mean (or, with
 `baseline: greedy`, less the greedy memory's reward; with `baseline: length`, less the group's line of reward
-against statement count), divided by the group's spread; the loss is -A_i * s_i with
+against statement count), divided by the group's spread (or not, `scale: none`); the loss is -A_i * s_i with
 s_i = exp(mean token log-ratio of rollout i), clipped, no KL term. With `validate_every`, held-out worlds are
 memorized greedily every so many steps (`validation.py`) and the best checkpoint is kept. trl's
 GRPOTrainer has no video input, hence this short loop.
@@ -76,6 +76,10 @@ class PhaseOneConfig:
     deployed policy writes are pushed up) or "length" (the group's least-squares line of reward against
     statement count: only what a rollout does better than the group's rollouts of its length counts, so the
     update rewards true statements rather than fewer ones)."""
+    scale: str = "std"
+    """How advantages are scaled: "std" (divided by the group's spread, GRPO) or "none" (raw reward units,
+    as in Dr. GRPO: a group whose rollouts differ only by a few hundredths of thinking penalty then moves
+    the policy a few hundredths, not as much as a group with a right and a wrong memory)."""
     rewards: dict = field(default_factory=dict)
     """Overrides of `RewardConfig`."""
     checkpoint_every: int = 20
@@ -91,7 +95,8 @@ class PhaseOneConfig:
     """Sampling and world seeds."""
 
     def __post_init__(self):
-        for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy", "length"))):
+        for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy", "length")),
+                              ("scale", ("std", "none"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
 
@@ -271,8 +276,8 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
     else:
         centred = values - values.mean()
     policy.model.train()
-    if values.std() > 1e-6 and centred.abs().max() > 1e-6:  # a group whose rollouts all score alike teaches nothing
-        advantages = (centred / values.std()).tolist()
+    advantages = scaled_advantages(values, centred, config.scale)
+    if advantages is not None:
         loss = gspo_loss(policy, request, rollouts, advantages, config.clip_epsilon)  # one on-policy update
         (loss / len(curriculum.states)).backward()
     curriculum.advance(stream, description_of(greedy if config.carry == "greedy" else texts[0]))
@@ -286,6 +291,14 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
         "thinking_penalty": sum(s.thinking_penalty for s in scored) / len(scored),
         **({"greedy_reward": greedy_scored.reward} if config.baseline == "greedy" else {}),
     }
+
+
+def scaled_advantages(values: torch.Tensor, centred: torch.Tensor, scale: str) -> list[float] | None:
+    """The group's advantages: `centred` rewards divided by the rewards' spread ("std") or as they are
+    ("none"); None for a group whose rollouts all score alike (it teaches nothing)."""
+    if values.std() <= 1e-6 or centred.abs().max() <= 1e-6:
+        return None
+    return (centred / values.std() if scale == "std" else centred).tolist()
 
 
 def length_residuals(values: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
