@@ -1,12 +1,21 @@
 """Steering adapters: the file format, the hook on a real Qwen3-VL, hot-swapping in the inference backend."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from taskmem_nodes.clips import Clip, Frame
 from taskmem_nodes.memorizer import Memorizer
-from taskmem_nodes.models.steering import AdapterError, AdapterInfo, SteeringAdapter, SteeringHook, decoder_layers
+from taskmem_nodes.models.steering import (
+    AdapterError,
+    AdapterInfo,
+    SteeringAdapter,
+    SteeringHook,
+    attach_adapter,
+    decoder_layers,
+)
 from taskmem_nodes.models.transformers_backend import TransformersBackend, TransformersBackendConfig
 
 
@@ -30,6 +39,11 @@ def test_adapter_file_round_trips_and_bad_files_are_refused(tmp_path):
     nan.save(tmp_path / "nan.steer.safetensors")
     with pytest.raises(AdapterError, match="finite"):
         SteeringAdapter.load(tmp_path / "nan.steer.safetensors")
+    memory = SteeringAdapter(torch.ones(8), dataclasses.replace(adapter(8).info, steer="memory"))
+    assert SteeringAdapter.load(memory.save(tmp_path / "m.steer.safetensors")).info.steer == "memory"
+    SteeringAdapter(torch.ones(8), dataclasses.replace(adapter(8).info, steer="prompt")).save(tmp_path / "p")
+    with pytest.raises(AdapterError, match="steer must be one of"):
+        SteeringAdapter.load(tmp_path / "p")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +69,10 @@ def test_hook_adds_the_vector_after_its_layer_and_detaches(backend):
         SteeringHook(model, len(decoder_layers(model)), torch.zeros(hidden))
     with pytest.raises(AdapterError, match="hidden size"):
         SteeringHook(model, 0, torch.zeros(hidden + 1))
+    memory_only = SteeringAdapter(torch.ones(hidden), dataclasses.replace(adapter(hidden).info, steer="memory"))
+    with pytest.raises(AdapterError, match="needs the tokenizer"):
+        attach_adapter(model, memory_only)
+    attach_adapter(model, memory_only, tokenizer=backend._processor.tokenizer).detach()
 
 
 def _clip(i: int) -> Clip:
@@ -107,6 +125,9 @@ def test_peft_lora_directories_load_switch_and_tag_memories(backend, tiny_checkp
     steering = SteeringAdapter(torch.ones(plain.shape[-1]), AdapterInfo("0004-x", "m", 0))
     memorizer.set_adapter(steering)  # from LoRA-free to steering: only the vector acts
     assert memorizer.memorize(_clip(7)).adapter_version == steering.version
+    memory_only = SteeringAdapter(steering.vector, AdapterInfo("0005-x", "m", 0, steer="memory"))
+    memorizer.set_adapter(memory_only)
+    assert memorizer.memorize(_clip(8)).adapter_version == memory_only.version
     memorizer.set_adapter(None)
 
 

@@ -3,7 +3,9 @@
 
 An adapter file is one small safetensors file: the raw vector (trained at scale 1) and, in its metadata,
 what it was trained for (`AdapterInfo`). `SteeringHook` attaches a vector to a loaded model and detaches it
-again, so a memorizer can swap adapters between two clips without reloading the model.
+again, so a memorizer can swap adapters between two clips without reloading the model. An adapter steers
+every position (`steer: all`, the paper) or only the memory the model writes after its thinking (`steer:
+memory`: the prompt and the thinking are computed as without it, `MemoryPositions`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ ADAPTER_SUFFIX = ".steer.safetensors"
 METADATA_KEY = "taskmem_adapter"
 MAX_ADAPTER_BYTES = 4 << 20  # a hidden-size vector; anything bigger is not a steering adapter
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+STEER_MODES = ("all", "memory")
+TURN_START, THINK_END = "<|im_start|>", "</think>"
 
 
 class AdapterError(ValueError):
@@ -39,6 +43,7 @@ class AdapterInfo:
     data_window: list[float] = field(default_factory=list)  # [first, last] arrival time of the tasks used
     validation: dict = field(default_factory=dict)  # figures of the evaluation gate
     created_at: float = 0.0
+    steer: str = "all"  # the positions the vector is added at: "all" or "memory" (after the thinking)
 
 
 @dataclass
@@ -86,6 +91,8 @@ class SteeringAdapter:
             info = AdapterInfo(**json.loads(metadata[METADATA_KEY]))
         except (KeyError, TypeError, ValueError, OSError, RuntimeError, SafetensorError) as err:
             raise AdapterError(f"{path} is not a TaskMem steering adapter: {err}") from None
+        if info.steer not in STEER_MODES:
+            raise AdapterError(f"{path}: steer must be one of {STEER_MODES}, not {info.steer!r}")
         if vector.ndim != 1 or not torch.isfinite(vector).all():
             raise AdapterError(f"{path}: the vector must be one finite row, got shape {tuple(vector.shape)}")
         return cls(vector.float(), info)
@@ -101,10 +108,42 @@ def decoder_layers(model) -> torch.nn.ModuleList:
     return layers
 
 
-class SteeringHook:
-    """Adds `scale * vector` to the output of one decoder layer while attached."""
+class MemoryPositions:
+    """Which positions of each forward pass belong to the memory: in the assistant's turn (after the last
+    `<|im_start|>`, so the prompt's own mention of `</think>` does not count), at or after its `</think>`.
+    Followed across cached generation steps (one new token per row) as over a whole teacher-forced sequence."""
 
-    def __init__(self, model, layer: int, vector: torch.Tensor, scale: float = 1.0):
+    def __init__(self, turn_start: int, think_end: int):
+        self.turn_start, self.think_end = turn_start, think_end
+        self.mask: torch.Tensor | None = None  # (batch, positions) of the running forward pass
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer) -> MemoryPositions:
+        ids = [tokenizer.convert_tokens_to_ids(token) for token in (TURN_START, THINK_END)]
+        if any(i is None or i == tokenizer.unk_token_id for i in ids):
+            raise AdapterError(f"the tokenizer has no {TURN_START} or {THINK_END} token to find the memory by")
+        return cls(*ids)
+
+    def observe(self, module, args, kwargs) -> None:
+        """Forward pre-hook of the model below the language-model head: read the call's input ids."""
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            raise AdapterError("steering the memory only needs input ids, not input embeddings")
+        if ids.shape[1] > 1:  # a prompt, or a prompt with its output: start afresh
+            starts = ids == self.turn_start
+            in_turn = (starts.cumsum(1) == starts.sum(1, keepdim=True)) & starts.any(1, keepdim=True)
+            self.mask = ((ids == self.think_end) & in_turn).cumsum(1) > 0
+        else:  # one generated token per row
+            before = self.mask[:, -1:] if self.mask is not None and len(self.mask) == len(ids) else ids < 0
+            self.mask = before | (ids == self.think_end)
+
+
+class SteeringHook:
+    """Adds `scale * vector` to the output of one decoder layer while attached: at every position, or with
+    `positions` only at the memory's."""
+
+    def __init__(self, model, layer: int, vector: torch.Tensor, scale: float = 1.0,
+                 positions: MemoryPositions | None = None):
         layers = decoder_layers(model)
         if not -len(layers) <= layer < len(layers):
             raise AdapterError(f"layer {layer} does not exist: the model has {len(layers)} decoder layers")
@@ -113,23 +152,30 @@ class SteeringHook:
             raise AdapterError(f"vector has shape {tuple(vector.shape)}, the model's hidden size is {hidden}")
         self.vector = vector
         self.scale = scale
+        self.positions = positions
+        self._model = model
         self._layer = layers[layer]
-        self._handle = None
+        self._handles = []
 
     def _add(self, module, inputs, output):
-        if isinstance(output, tuple):  # older decoder layers return (hidden_states, ...)
-            return (output[0] + self.scale * self.vector.to(output[0].dtype), *output[1:])
-        return output + self.scale * self.vector.to(output.dtype)
+        hidden = output[0] if isinstance(output, tuple) else output  # older decoder layers return a tuple
+        shift = self.scale * self.vector.to(hidden.dtype)
+        if self.positions is not None:
+            shift = self.positions.mask.unsqueeze(-1).to(hidden.dtype) * shift
+        return (hidden + shift, *output[1:]) if isinstance(output, tuple) else hidden + shift
 
     def attach(self) -> SteeringHook:
-        if self._handle is None:
-            self._handle = self._layer.register_forward_hook(self._add)
+        if not self._handles:
+            if self.positions is not None:
+                inner = getattr(self._model, "model", self._model)  # what training calls directly, too
+                self._handles.append(inner.register_forward_pre_hook(self.positions.observe, with_kwargs=True))
+            self._handles.append(self._layer.register_forward_hook(self._add))
         return self
 
     def detach(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def __enter__(self) -> SteeringHook:
         return self.attach()
@@ -138,7 +184,13 @@ class SteeringHook:
         self.detach()
 
 
-def attach_adapter(model, adapter: SteeringAdapter, device=None) -> SteeringHook:
-    """Attach a loaded adapter to `model` at its trained layer and scale."""
+def attach_adapter(model, adapter: SteeringAdapter, device=None, tokenizer=None) -> SteeringHook:
+    """Attach a loaded adapter to `model` at its trained layer, scale and positions (`steer: memory` needs
+    the `tokenizer` to find the memory by)."""
     vector = adapter.vector.to(device) if device is not None else adapter.vector
-    return SteeringHook(model, adapter.info.layer, vector, adapter.info.scale).attach()
+    positions = None
+    if adapter.info.steer == "memory":
+        if tokenizer is None:
+            raise AdapterError(f"adapter {adapter.version} steers the memory only: attaching it needs the tokenizer")
+        positions = MemoryPositions.for_tokenizer(tokenizer)
+    return SteeringHook(model, adapter.info.layer, vector, adapter.info.scale, positions).attach()

@@ -278,7 +278,8 @@ class TransformersBackend:
                 except (ValueError, OSError, RuntimeError, KeyError) as err:
                     raise AdapterError(f"cannot load LoRA adapter {adapter.path}: {err}") from None
             else:
-                hook = attach_adapter(model, adapter, self._device) if adapter is not None else None
+                hook = (attach_adapter(model, adapter, self._device, self._processor.tokenizer)
+                        if adapter is not None else None)
                 if self._lora_loaded:
                     model.disable_adapters()
             if self._steering is not None:

@@ -459,7 +459,7 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
     base_version = backend.model_version
     info = AdapterInfo(version=next_version(out, sampler.task_types), base_model_version=base_version,
                        layer=layer, scale=config.scale, task_types=sampler.task_types, data_window=sampler.window,
-                       created_at=time.time())
+                       created_at=time.time(), steer=dpo.steer)
     candidate = SteeringAdapter(vector, info)
     labelled = deployment.labelled_tasks(worlds)
     restream = gate_restreams(deployment, held_out, labelled, base_version, current)

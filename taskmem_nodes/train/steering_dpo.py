@@ -5,7 +5,8 @@ The reference model is the same policy without the vector, so the DPO loss per p
     -log sigmoid(beta * [(log pi_s(chosen) - log pi(chosen)) - (log pi_s(rejected) - log pi(rejected))])
 over whole rollouts (thinking, JSON and end of turn), given the clip's prompt; or, with `span: memory`, over
 the tokens after `</think>` only, each rollout given its own thinking: a task preference says which memory
-to write, not how to see the clip. trl's DPOTrainer has no video input, hence this short loop.
+to write, not how to see the clip. With `steer: memory` the vector is added only at the memory's positions.
+trl's DPOTrainer has no video input, hence this short loop.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from taskmem_nodes.models.steering import SteeringHook, decoder_layers
+from taskmem_nodes.models.steering import STEER_MODES, MemoryPositions, SteeringHook, decoder_layers
 from taskmem_nodes.train.policy_model import RestrictedPolicy
 
 
@@ -39,10 +40,15 @@ class DpoSettings:
     span: str = "output"
     """The tokens the log-probabilities sum over: "output" (thinking, JSON, end of turn) or "memory" (after
     `</think>`, given the rollout's own thinking)."""
+    steer: str = "all"
+    """Where the vector is added, in training and when deployed: "all" positions (the paper) or only the
+    "memory" (after `</think>`: the prompt and the thinking are computed as by the frozen policy)."""
 
     def __post_init__(self):
         if self.span not in SPANS:
             raise ValueError(f"span must be one of {SPANS}, not {self.span!r}")
+        if self.steer not in STEER_MODES:
+            raise ValueError(f"steer must be one of {STEER_MODES}, not {self.steer!r}")
 
 
 SPANS = ("output", "memory")
@@ -88,7 +94,8 @@ def train_steering_vector(policy: RestrictedPolicy, examples: Sequence[DpoExampl
     vector = torch.nn.Parameter(torch.zeros(hidden))
     optimizer = torch.optim.Adam([vector], lr=settings.lr)
     log = []
-    with SteeringHook(policy.model, layer, vector):
+    positions = MemoryPositions.for_tokenizer(policy.tokenizer) if settings.steer == "memory" else None
+    with SteeringHook(policy.model, layer, vector, positions=positions):
         for step in range(1, settings.steps + 1):
             optimizer.zero_grad()
             losses, margins = [], []
