@@ -1,7 +1,7 @@
 """Ground-truth judging of memory entries: fidelity, redundancy, richness."""
 
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.fact_judge import judge_entry, statements
+from taskmem_nodes.train.fact_judge import judge_entry, statement_values, statements
 
 
 def test_statements_are_normalized_sentences():
@@ -32,6 +32,12 @@ def test_ground_truth_entries_are_correct_and_mistakes_are_caught():
     assert repeated.redundant == 1 and repeated.true == verdict.true + 1  # true, but said before
     assert not repeated.correct and repeated.rich == verdict.rich
     assert judge_entry(world, index, "", preceding).fidelity == 0.0
+    new_facts = [1] * (len(statements(truth)) - 1)  # the room is worth 0, each new true fact 1
+    assert statement_values(world, index, truth, preceding) == [0, *new_facts]
+    assert statement_values(world, index, wrong, preceding) == [0, *new_facts, -1]
+    assert statement_values(world, index, f"{truth} {still_true_and_said(index)[0]}.", preceding)[-1] == -1
+    last = statements(truth)[-1]
+    assert statement_values(world, index, f"{truth} {last}.", preceding) == [0, *new_facts, -1]  # said twice
 
 
 def test_an_entry_that_adds_nothing_new_is_filler_unless_nothing_happened():

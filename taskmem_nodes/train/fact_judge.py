@@ -21,10 +21,20 @@ from dataclasses import dataclass
 from taskmem_nodes.sim.world import World
 
 
+def sentence_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, normalized sentence) of each sentence of a memory entry, in order."""
+    spans, start = [], 0
+    for gap in [*re.finditer(r"(?<=\.)\s+", text), None]:
+        end = gap.start() if gap else len(text)
+        if normalized := " ".join(text[start:end].lower().split()).rstrip("."):
+            spans.append((start, end, normalized))
+        start = gap.end() if gap else end
+    return spans
+
+
 def statements(text: str) -> list[str]:
     """Normalized sentences of a memory entry."""
-    return [s for s in (" ".join(part.lower().split()).rstrip(".") for part in re.split(r"(?<=\.)\s+", text))
-            if s]
+    return [sentence for _, _, sentence in sentence_spans(text)]
 
 
 @dataclass(frozen=True)
@@ -55,16 +65,46 @@ class EntryVerdict:
         return self.statements > 0 and self.wrong == 0 and not self.filler
 
 
+@dataclass(frozen=True)
+class ClipTruth:
+    """What a clip's memory is judged against."""
+
+    truth: set[str]  # every fact the clip shows
+    room: str
+    new: set[str]  # what the clip shows that is new
+    said_before: set[str]  # what the preceding memories state that is not new in this clip
+
+    @classmethod
+    def of(cls, world: World, index: int, preceding: Sequence[str]) -> ClipTruth:
+        clip = world.clips[index]
+        room = statements(f"in the {clip.room}.")[0]
+        new = set(statements(world.describe_new(index)))
+        said_before = {s for memory in preceding for s in statements(memory)} - {room} - new
+        return cls({s for fact in clip.facts for s in statements(fact.text)}, room, new, said_before)
+
+
 def judge_entry(world: World, index: int, text: str, preceding: Sequence[str] = ()) -> EntryVerdict:
     """Judge the memory `text` written for clip `index` of `world`, given the memories of the clips before."""
-    clip = world.clips[index]
-    truth = {s for fact in clip.facts for s in statements(fact.text)}
-    room = statements(f"in the {clip.room}.")[0]
-    new = set(statements(world.describe_new(index)))
-    news = len(new - {room})
-    said_before = {s for memory in preceding for s in statements(memory)} - {room} - new
+    clip_truth = ClipTruth.of(world, index, preceding)
+    truth, room, said_before = clip_truth.truth, clip_truth.room, clip_truth.said_before
+    news = len(clip_truth.new - {room})
     said = statements(text)
     true = [s for s in said if s in truth]
     redundant = [s for s in said if s in said_before]
     rich = {s for s in true if s not in said_before and s != room}
     return EntryVerdict(len(said), len(true), len(redundant), len(rich), news)
+
+
+def statement_values(world: World, index: int, text: str, preceding: Sequence[str] = ()) -> list[int]:
+    """Per sentence of `text` (as `sentence_spans` finds them): +1 a true fact that is new to the memory (what
+    `EntryVerdict.rich` counts), -1 a false statement or one that repeats the preceding memories or an
+    earlier sentence of the entry, 0 the room."""
+    clip_truth = ClipTruth.of(world, index, preceding)
+    values, seen = [], set()
+    for sentence in statements(text):
+        if sentence not in clip_truth.truth or sentence in clip_truth.said_before or sentence in seen:
+            values.append(-1)
+        else:
+            values.append(0 if sentence == clip_truth.room else 1)
+        seen.add(sentence)
+    return values

@@ -6,9 +6,10 @@ GSPO is sequence-level GRPO: for each clip the policy samples a group of G memor
 reward (`rewards.py`, judged against ground truth); advantages are the rewards less the group's mean (or, with
 `baseline: greedy`, less the greedy memory's reward; with `baseline: length`, less the group's line of reward
 against statement count), divided by the group's spread (or not, `scale: none`); the loss is -A_i * s_i with
-s_i = exp(mean token log-ratio of rollout i), clipped, no KL term. With `validate_every`, held-out worlds are
-memorized greedily every so many steps (`validation.py`) and the best checkpoint is kept. trl's
-GRPOTrainer has no video input, hence this short loop.
+s_i = exp(mean token log-ratio of rollout i), clipped, no KL term; with `credit: statement` (GSPO-token)
+each statement's tokens also get that statement's own credit (`statement_credit.py`). With `validate_every`,
+held-out worlds are memorized greedily every so many steps (`validation.py`) and the best checkpoint is kept.
+trl's GRPOTrainer has no video input, hence this short loop.
 
 The curriculum is on-policy and streaming: `streams` worlds advance one clip per step, and the preceding
 memories each prompt shows are the policy's own outputs for the earlier clips of that world.
@@ -38,10 +39,11 @@ from taskmem_nodes.policy import (
 )
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import stream_clips
-from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry
+from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry, statement_values
 from taskmem_nodes.train.policy_model import RestrictedPolicy
 from taskmem_nodes.train.rewards import RewardConfig, score_group
 from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, save_model, start_or_resume
+from taskmem_nodes.train.statement_credit import centred_credits, statement_token_credit, token_offsets
 from taskmem_nodes.train.validation import VALIDATION_SEEDS, validate
 from taskmem_nodes.train.warm_start import TRAIN_SEED_BASE
 
@@ -76,6 +78,11 @@ class PhaseOneConfig:
     deployed policy writes are pushed up) or "length" (the group's least-squares line of reward against
     statement count: only what a rollout does better than the group's rollouts of its length counts, so the
     update rewards true statements rather than fewer ones)."""
+    credit: str = "sequence"
+    """Whose advantage a token gets: "sequence" (its rollout's, GSPO) or "statement" (GSPO-token: the tokens of
+    each statement of the memory also get that statement's centred credit, `statement_credit.py`)."""
+    statement_weight: float = 0.5
+    """Weight of the statement credit against the sequence advantage (with `credit: statement`)."""
     scale: str = "std"
     """How advantages are scaled: "std" (divided by the group's spread, GRPO) or "none" (raw reward units,
     as in Dr. GRPO: a group whose rollouts differ only by a few hundredths of thinking penalty then moves
@@ -96,7 +103,7 @@ class PhaseOneConfig:
 
     def __post_init__(self):
         for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy", "length")),
-                              ("scale", ("std", "none"))):
+                              ("scale", ("std", "none")), ("credit", ("sequence", "statement"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
 
@@ -144,8 +151,16 @@ class Curriculum:
     def judge(self, state: StreamState) -> Callable[[str], EntryVerdict]:
         """The ground-truth verdict of a memory for the stream's current clip, given the memories it shows."""
         world, _ = self.world(state)
-        return partial(judge_entry, world, state.index,
-                       preceding=state.memories[max(0, state.index - PRECEDING_MEMORIES):])
+        return partial(judge_entry, world, state.index, preceding=self._preceding(state))
+
+    def statement_judge(self, state: StreamState) -> Callable[[str], list[int]]:
+        """The ground-truth value of each statement of a memory for the stream's current clip."""
+        world, _ = self.world(state)
+        return partial(statement_values, world, state.index, preceding=self._preceding(state))
+
+    @staticmethod
+    def _preceding(state: StreamState) -> list[str]:
+        return state.memories[max(0, state.index - PRECEDING_MEMORIES):]
 
     def advance(self, state: StreamState, memory: str) -> None:
         state.memories.append(memory)
@@ -183,16 +198,22 @@ def sample_group(policy: RestrictedPolicy, request, group_size: int, temperature
     return rollouts
 
 
-def gspo_loss(policy: RestrictedPolicy, request, rollouts: list[torch.Tensor], advantages: list[float],
-              epsilon: float, old_logprobs: list[float] | None = None) -> torch.Tensor:
+def gspo_loss(policy: RestrictedPolicy, request, rollouts: list[torch.Tensor],
+              advantages: Sequence[float | torch.Tensor], epsilon: float,
+              old_logprobs: list[float] | None = None) -> torch.Tensor:
     """Mean over the group of -min(s A, clip(s) A), s = exp(mean log-ratio of the rollout's tokens against the
-    policy that sampled it; on-policy, with `old_logprobs` None, s is 1 and carries the gradient)."""
+    policy that sampled it; on-policy, with `old_logprobs` None, s is 1 and carries the gradient). An advantage
+    given per token (a tensor) is GSPO-token's: s_t = sg[s] * p_t / sg[p_t], the token terms averaged."""
     total = torch.zeros(())
     for i, (ids, advantage) in enumerate(zip(rollouts, advantages, strict=True)):
-        mean_logprob = policy.sequence_logprob(policy.encode_ids(request, ids)) / len(ids)
+        token_logprobs = policy.token_logprobs(policy.encode_ids(request, ids))
+        mean_logprob = token_logprobs.mean()
         old = mean_logprob.detach() if old_logprobs is None else old_logprobs[i]
         ratio = torch.exp(mean_logprob - old)
-        total = total - torch.min(ratio * advantage, ratio.clamp(1 - epsilon, 1 + epsilon) * advantage)
+        if isinstance(advantage, torch.Tensor):
+            ratio = ratio.detach() * torch.exp(token_logprobs - token_logprobs.detach())
+        terms = torch.min(ratio * advantage, ratio.clamp(1 - epsilon, 1 + epsilon) * advantage)
+        total = total - terms.mean()
     return total / len(rollouts)
 
 
@@ -277,6 +298,9 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
         centred = values - values.mean()
     policy.model.train()
     advantages = scaled_advantages(values, centred, config.scale)
+    if config.credit == "statement":
+        advantages = _with_statement_credit(policy, rollouts, texts, scored, curriculum.statement_judge(stream),
+                                            advantages, config.statement_weight)
     if advantages is not None:
         loss = gspo_loss(policy, request, rollouts, advantages, config.clip_epsilon)  # one on-policy update
         (loss / len(curriculum.states)).backward()
@@ -291,6 +315,20 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
         "thinking_penalty": sum(s.thinking_penalty for s in scored) / len(scored),
         **({"greedy_reward": greedy_scored.reward} if config.baseline == "greedy" else {}),
     }
+
+
+def _with_statement_credit(policy: RestrictedPolicy, rollouts: list[torch.Tensor], texts: list[str],
+                           scored: list, judge: Callable[[str], list[int]], advantages: list[float] | None,
+                           weight: float) -> list[torch.Tensor] | None:
+    """Per-token advantages: the sequence advantage (0 for a group that scored alike) plus `weight` times the
+    centred credit of the statement each token belongs to; None when neither says anything."""
+    credits = centred_credits([judge(description_of(text)) if s.parsed else None
+                               for text, s in zip(texts, scored, strict=True)])
+    tokens = [statement_token_credit(text, token_offsets(policy.output_text, ids), credit)
+              for ids, text, credit in zip(rollouts, texts, credits, strict=True)]
+    if advantages is None and not any(t.abs().max() > 1e-6 for t in tokens if len(t)):
+        return None
+    return [(advantages[i] if advantages else 0.0) + weight * t for i, t in enumerate(tokens)]
 
 
 def scaled_advantages(values: torch.Tensor, centred: torch.Tensor, scale: str) -> list[float] | None:

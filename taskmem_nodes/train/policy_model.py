@@ -160,7 +160,11 @@ class RestrictedPolicy:
         """Mean cross-entropy of the target tokens."""
         return torch.nn.functional.cross_entropy(self.target_logits(sequence), sequence.labels)
 
+    def token_logprobs(self, sequence: Sequence) -> torch.Tensor:
+        """Each target token's log-probability (n_target,)."""
+        logprobs = torch.log_softmax(self.target_logits(sequence), dim=-1)
+        return logprobs.gather(1, sequence.labels[:, None])[:, 0]
+
     def sequence_logprob(self, sequence: Sequence, start: int = 0) -> torch.Tensor:
         """Sum of the target tokens' log-probabilities from target token `start` on (for GSPO and DPO)."""
-        logprobs = torch.log_softmax(self.target_logits(sequence), dim=-1)
-        return logprobs.gather(1, sequence.labels[:, None])[start:].sum()
+        return self.token_logprobs(sequence)[start:].sum()
