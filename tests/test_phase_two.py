@@ -49,6 +49,8 @@ def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
     report = run_phase_two(loaded, config)
     stats = report["pairs"]
     assert stats["clips"] == 4 and stats["pairs"] <= stats["clips"]
+    outcomes = ("pairs", "no_edge", "cyclic", "length_or_correctness", "greedy_unbeaten", "greedy_unparsed")
+    assert sum(stats[k] for k in outcomes) == stats["clips"]  # every clip's outcome is counted once
     assert stats["judged"] % 2 == 0 and stats["agreeing"] + stats["disagreeing"] <= stats["judged"] // 2
     adapter = SteeringAdapter.load(report["adapter"])
     assert adapter.info.layer == report["layer"] and adapter.info.scale == 1.5

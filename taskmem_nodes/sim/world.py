@@ -467,10 +467,15 @@ def event_fact(event: Event, state: WorldState) -> Fact:
     return Fact(key, text, event.time, subjects)
 
 
+def room_sentence(room: str) -> str:
+    """The sentence every memory of a clip in `room` starts with."""
+    return f"in the {room}."
+
+
 def clip_facts(clip: ClipTruth) -> list[Fact]:
     """What the camera saw in a clip: the room, the events in order, then the room as it is at the clip's end."""
     end, state = clip.end, clip.end_state
-    facts = [Fact(("room", clip.room), f"in the {clip.room}.", clip.start, (clip.room,))]
+    facts = [Fact(("room", clip.room), room_sentence(clip.room), clip.start, (clip.room,))]
     before = copy.deepcopy(clip.start_state)
     for event in clip.events:
         facts.append(event_fact(event, before))

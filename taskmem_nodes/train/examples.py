@@ -23,7 +23,7 @@ from taskmem_nodes.policy import (
     select_window,
 )
 from taskmem_nodes.sim.dataset import world_detections, world_frames
-from taskmem_nodes.sim.world import ClipTruth, Fact, RoomSpec, World, WorldState, touched_slots
+from taskmem_nodes.sim.world import ClipTruth, Fact, RoomSpec, World, WorldState, room_sentence, touched_slots
 
 
 def target_output(description: str, thinking: str) -> str:
@@ -112,7 +112,7 @@ def thinking_for(world: World, index: int, frame_span: tuple[float, float], new_
 
 def is_new_room(room: str, preceding: list[PrecedingMemory]) -> bool:
     """Whether none of the preceding memories shown is about `room` (every memory starts with its room)."""
-    return not any(m.text.startswith(f"in the {room}.") for m in preceding)
+    return not any(m.text.startswith(room_sentence(room)) for m in preceding)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from taskmem_nodes.sim.world import World
+from taskmem_nodes.sim.world import World, room_sentence
 
 
 def sentence_spans(text: str) -> list[tuple[int, int, str]]:
@@ -66,7 +66,7 @@ class EntryVerdict:
 
 
 @dataclass(frozen=True)
-class ClipTruth:
+class JudgedClip:
     """What a clip's memory is judged against."""
 
     truth: set[str]  # every fact the clip shows
@@ -75,9 +75,9 @@ class ClipTruth:
     said_before: set[str]  # what the preceding memories state that is not new in this clip
 
     @classmethod
-    def of(cls, world: World, index: int, preceding: Sequence[str]) -> ClipTruth:
+    def of(cls, world: World, index: int, preceding: Sequence[str]) -> JudgedClip:
         clip = world.clips[index]
-        room = statements(f"in the {clip.room}.")[0]
+        room = statements(room_sentence(clip.room))[0]
         new = set(statements(world.describe_new(index)))
         said_before = {s for memory in preceding for s in statements(memory)} - {room} - new
         return cls({s for fact in clip.facts for s in statements(fact.text)}, room, new, said_before)
@@ -85,7 +85,7 @@ class ClipTruth:
 
 def judge_entry(world: World, index: int, text: str, preceding: Sequence[str] = ()) -> EntryVerdict:
     """Judge the memory `text` written for clip `index` of `world`, given the memories of the clips before."""
-    clip_truth = ClipTruth.of(world, index, preceding)
+    clip_truth = JudgedClip.of(world, index, preceding)
     truth, room, said_before = clip_truth.truth, clip_truth.room, clip_truth.said_before
     news = len(clip_truth.new - {room})
     said = statements(text)
@@ -99,7 +99,7 @@ def statement_values(world: World, index: int, text: str, preceding: Sequence[st
     """Per sentence of `text` (as `sentence_spans` finds them): +1 a true fact that is new to the memory (what
     `EntryVerdict.rich` counts), -1 a false statement or one that repeats the preceding memories or an
     earlier sentence of the entry, 0 the room."""
-    clip_truth = ClipTruth.of(world, index, preceding)
+    clip_truth = JudgedClip.of(world, index, preceding)
     values, seen = [], set()
     for sentence in statements(text):
         if sentence not in clip_truth.truth or sentence in clip_truth.said_before or sentence in seen:

@@ -199,7 +199,8 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
         sampled.append(SampledClip(stream_id, position, ref, task_type, tuple(questions), tuple(candidates)))
         pair = None
         if config.rejected == "greedy" and greedy is None:
-            stats.clips += 1  # the greedy memory did not parse: nothing to pair against
+            stats.clips += 1
+            stats.greedy_unparsed += 1
         else:
             pair = pairs_for_clip(judge, ref, task_type, questions, candidates, stats, config.max_length_gap,
                                   greedy=greedy)

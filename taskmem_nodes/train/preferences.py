@@ -49,6 +49,7 @@ class PairStats:
     no_edge: int = 0
     length_or_correctness: int = 0  # every chain's ends too far apart in length, or the winner less correct
     greedy_unbeaten: int = 0  # with a greedy loser: no undefeated winner's chain reaches the greedy memory
+    greedy_unparsed: int = 0  # with a greedy loser: the greedy memory did not parse, nothing to pair against
     pairs: int = 0
 
 
