@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -58,24 +59,41 @@ class DetectionBuffer:
     tracker's message for a frame may come a little after the image).
 
     Before the first tracker output the frames stay untracked (None); afterwards a frame with no output within
-    `tolerance` seconds of its stamp saw nobody (trackers that publish only when they see someone)."""
+    `tolerance` seconds of its stamp saw nobody (trackers that publish only when they see someone). With `wait`,
+    attaching first waits up to that many seconds for the tracker to reach the clip's last frame: its output
+    travels on a topic of its own and may arrive after the image that closed the clip."""
 
-    def __init__(self, tolerance: float = 0.05, keep: int = 1000):
+    def __init__(self, tolerance: float = 0.05, keep: int = 1000, wait: float = 0.0):
         self.tolerance = tolerance
         self.keep = keep
+        self.wait = wait
         self._stamps: list[float] = []  # sorted, so a lookup is a binary search
         self._people: list[tuple[Detection, ...]] = []
         self._lock = threading.Lock()  # the tracker's callback adds while the camera worker attaches
+        self._arrived = threading.Condition(self._lock)
         self.received = 0
 
     def add(self, stamp: float, detections: tuple[Detection, ...]) -> None:
-        with self._lock:
+        with self._arrived:
             at = bisect.bisect_right(self._stamps, stamp)  # usually the end: outputs come in stamp order
             self._stamps.insert(at, stamp)
             self._people.insert(at, tuple(detections))
             if len(self._stamps) > self.keep:  # forget the oldest
                 del self._stamps[0], self._people[0]
             self.received += 1
+            self._arrived.notify_all()
+
+    def wait_for(self, stamp: float, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for an output stamped `stamp` or later; False when none came (True at
+        once before any tracker output: there is no tracker to wait for)."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while self.received and self._stamps[-1] < stamp - self.tolerance:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._arrived.wait(left)
+        return True
 
     def lookup(self, stamp: float) -> tuple[Detection, ...] | None:
         if not self.received:
@@ -92,6 +110,8 @@ class DetectionBuffer:
         """`clip` with the tracker's people in each frame (unchanged before any tracker output)."""
         if not self.received:
             return clip
+        if self.wait and clip.frames:
+            self.wait_for(clip.frames[-1].stamp, self.wait)
         frames = tuple(replace(frame, detections=self.lookup(frame.stamp)) for frame in clip.frames)
         return replace(clip, frames=frames)
 

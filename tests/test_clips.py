@@ -80,3 +80,26 @@ def test_tracker_outputs_join_frames_by_stamp():
     tracked = buffer.attach(clip)
     assert [f.detections for f in tracked.frames] == [(person,), (), ()]  # frame 1 s: no output near it, nobody
     assert [f.stamp for f in tracked.frames] == [f.stamp for f in clip.frames]
+
+
+def test_attaching_waits_for_a_tracker_output_that_arrives_after_the_clip_was_cut():
+    import threading
+    import time
+
+    from taskmem_nodes.clips import Detection, DetectionBuffer
+
+    clip = feed(ClipCutter(), [0.0, 1.0, 2.0, 10.0])[0]  # cut by the 10-s image; its last frame is at 2 s
+    person = Detection("person_4", 0.5, 0.5)
+    patient, hasty = DetectionBuffer(wait=5.0), DetectionBuffer()
+    for buffer in (patient, hasty):
+        buffer.add(0.0, ())
+    late = threading.Timer(0.2, lambda: [b.add(2.0, (person,)) for b in (patient, hasty)])
+    late.start()
+    hasty_frames = hasty.attach(clip).frames  # at once: the last frame's output is not there yet
+    started = time.monotonic()
+    patient_frames = patient.attach(clip).frames
+    late.join()
+    assert hasty_frames[-1].detections == () and patient_frames[-1].detections == (person,)
+    assert time.monotonic() - started < 4.0  # it stopped waiting when the output came
+    assert DetectionBuffer().wait_for(5.0, 0.05)  # no tracker at all: nothing to wait for
+    assert not hasty.wait_for(5.0, 0.05)  # the tracker never reached 5 s: gave up after the timeout

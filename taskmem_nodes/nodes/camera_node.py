@@ -49,9 +49,11 @@ class CameraNode(Node):
                                 "TrackedEntities of a person tracker, one per image ('' = no tracker)")
         tolerance = declare(self, "tracker_tolerance_s", 0.05,
                             "Largest stamp difference between an image and its tracker output")
+        tracker_wait = declare(self, "tracker_wait_s", 0.3,
+                               "Longest wait, when a clip is cut, for the tracker's output on its last frame")
 
         self.cutter = ClipCutter(clip_seconds=clip_seconds, sample_fps=sample_fps, stream_id=stream_id)
-        self.tracker = DetectionBuffer(tolerance=tolerance)
+        self.tracker = DetectionBuffer(tolerance=tolerance, wait=tracker_wait)
         self.bad_tracker_outputs = 0
         self.queue: deque = deque(maxlen=queue_size)
         self.dropped = 0
