@@ -35,7 +35,8 @@ def test_centred_credits_leave_the_room_at_zero():
 def test_each_statement_credit_goes_to_its_own_tokens(policy):
     ids = ids_of(policy, MEMORY)
     text = policy.output_text(ids)
-    credit = statement_token_credit(text, token_offsets(policy.output_text, ids), [0.0, 0.5, -1.5])
+    offsets = token_offsets(policy.output_text, ids)
+    credit = statement_token_credit(text, MEMORY, offsets, [0.0, 0.5, -1.5])
     assert len(credit) == len(ids)
 
     def statement(value):  # the `."` that ends the description belongs to its last statement
@@ -45,8 +46,9 @@ def test_each_statement_credit_goes_to_its_own_tokens(policy):
     assert statement(-1.5) == "1 blue ball on the kitchen counter."
     think_end = ids.tolist().index(policy.tokenizer.convert_tokens_to_ids("</think>"))
     assert not credit[: think_end + 1].any()  # the thinking gets the sequence advantage alone
-    assert not statement_token_credit("no json", token_offsets(policy.output_text, ids), [1.0]).any()
-    assert not statement_token_credit(text, token_offsets(policy.output_text, ids), [1.0]).any()  # 3 != 1
+    assert not statement_token_credit("no json", MEMORY, offsets, [0.0, 0.5, -1.5]).any()  # not found verbatim
+    assert not statement_token_credit(text, MEMORY, offsets, [1.0]).any()  # 3 sentences, 1 credit
+    assert not statement_token_credit("no json", "", offsets, []).any()  # what an unparsed rollout is given
 
 
 def test_token_advantages_move_each_statement_by_its_own_credit(policy):
@@ -54,7 +56,7 @@ def test_token_advantages_move_each_statement_by_its_own_credit(policy):
     request = curriculum.request(curriculum.states[0])
     ids = ids_of(policy, MEMORY)
     text = policy.output_text(ids)
-    credit = statement_token_credit(text, token_offsets(policy.output_text, ids), [0.0, 1.0, -1.0])
+    credit = statement_token_credit(text, MEMORY, token_offsets(policy.output_text, ids), [0.0, 1.0, -1.0])
 
     def logprobs():
         with torch.no_grad():

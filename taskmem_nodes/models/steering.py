@@ -134,7 +134,8 @@ class MemoryPositions:
             in_turn = (starts.cumsum(1) == starts.sum(1, keepdim=True)) & starts.any(1, keepdim=True)
             self.mask = ((ids == self.think_end) & in_turn).cumsum(1) > 0
         else:  # one generated token per row
-            before = self.mask[:, -1:] if self.mask is not None and len(self.mask) == len(ids) else ids < 0
+            fresh = self.mask is None or len(self.mask) != len(ids)
+            before = torch.zeros_like(ids, dtype=torch.bool) if fresh else self.mask[:, -1:]
             self.mask = before | (ids == self.think_end)
 
 

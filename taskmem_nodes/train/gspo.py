@@ -322,10 +322,10 @@ def _with_statement_credit(policy: RestrictedPolicy, rollouts: list[torch.Tensor
                            weight: float) -> list[torch.Tensor] | None:
     """Per-token advantages: the sequence advantage (0 for a group that scored alike) plus `weight` times the
     centred credit of the statement each token belongs to; None when neither says anything."""
-    credits = centred_credits([judge(description_of(text)) if s.parsed else None
-                               for text, s in zip(texts, scored, strict=True)])
-    tokens = [statement_token_credit(text, token_offsets(policy.output_text, ids), credit)
-              for ids, text, credit in zip(rollouts, texts, credits, strict=True)]
+    descriptions = [description_of(text) if s.parsed else "" for text, s in zip(texts, scored, strict=True)]
+    credits = centred_credits([judge(d) if s.parsed else None for d, s in zip(descriptions, scored, strict=True)])
+    tokens = [statement_token_credit(text, description, token_offsets(policy.output_text, ids), credit)
+              for ids, text, description, credit in zip(rollouts, texts, descriptions, credits, strict=True)]
     if advantages is None and not any(t.abs().max() > 1e-6 for t in tokens if len(t)):
         return None
     return [(advantages[i] if advantages else 0.0) + weight * t for i, t in enumerate(tokens)]

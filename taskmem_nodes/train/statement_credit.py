@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from taskmem_nodes.policy import MemoryParseError, parse_output
+from taskmem_nodes.models.steering import THINK_END
 from taskmem_nodes.train.fact_judge import sentence_spans
 
 
@@ -25,16 +25,14 @@ def token_offsets(render: Callable[[Sequence[int]], str], ids: Sequence[int]) ->
     return [len(render(ids[:k])) for k in range(len(ids) + 1)]
 
 
-def statement_token_credit(text: str, offsets: Sequence[int], credits: Sequence[float]) -> torch.Tensor:
-    """Per token: the credit of the statement of the memory it belongs to (a token that straddles two takes the
-    first), 0 outside the memory's statements. `credits` has one value per sentence of the description; when
-    the description cannot be found verbatim in `text` (an escaped character) every token gets 0."""
+def statement_token_credit(text: str, description: str, offsets: Sequence[int],
+                           credits: Sequence[float]) -> torch.Tensor:
+    """Per token of the output `text`: the credit of the statement of its `description` the token belongs to (a
+    token that straddles two takes the first), 0 outside the statements. `credits` has one value per sentence
+    of the description; when the description cannot be found verbatim in `text` (an escaped character) every
+    token gets 0."""
     values = torch.zeros(len(offsets) - 1)
-    try:
-        description = parse_output(text).description
-    except MemoryParseError:
-        return values
-    where = text.find(description, text.find("</think>"))
+    where = text.find(description, text.find(THINK_END))
     spans = sentence_spans(description)
     if where < 0 or len(spans) != len(credits):
         return values

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from taskmem_nodes.models.steering import STEER_MODES, MemoryPositions, SteeringHook, decoder_layers
+from taskmem_nodes.models.steering import STEER_MODES, THINK_END, MemoryPositions, SteeringHook, decoder_layers
 from taskmem_nodes.train.policy_model import RestrictedPolicy
 
 
@@ -52,7 +52,6 @@ class DpoSettings:
 
 
 SPANS = ("output", "memory")
-THINK_END = "</think>"
 
 
 def resolve_layer(model, layer: int | None) -> int:
