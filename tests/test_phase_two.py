@@ -175,8 +175,8 @@ def test_a_greedy_loser_is_the_frozen_policys_greedy_memory(deployment):
     import random
 
     from taskmem_nodes.train.gspo import description_of, sample_group
-    from taskmem_nodes.train.phase_two import TaskSampler, collect_pairs, inference_decoding, split_clips
-    from taskmem_nodes.train.policy_model import RestrictedPolicy
+    from taskmem_nodes.train.phase_two import TaskSampler, collect_pairs, split_clips
+    from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
     from taskmem_nodes.train.preferences import PairStats
 
     folder, warm, _ = deployment

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.gspo import Curriculum, PhaseOneConfig, gspo_loss, train_phase_one
+from taskmem_nodes.train.gspo import Curriculum, PhaseOneConfig, StreamState, gspo_loss, train_phase_one
 from taskmem_nodes.train.warm_start import WarmStartConfig, train_warm_start
 
 TINY_WORLD = {"duration_s": 30.0, "cell_px": 16}
@@ -54,6 +54,32 @@ def test_gspo_steps_checkpoint_and_resume(warm, tmp_path):
 
 
 @pytest.mark.timeout(600)
+def test_deployed_validation_decodes_through_the_memorizers_format_enforcer(warm):
+    """`validation_decoding: deployed` memorizes the held-out worlds as the robot does: even a barely trained
+    policy's memories then parse, which free decoding of the same policy does not give."""
+    from taskmem_nodes.memorizer import memorizer_parameters
+    from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
+    from taskmem_nodes.train.rewards import RewardConfig
+    from taskmem_nodes.train.validation import VALIDATION_SEEDS, validate
+
+    policy = RestrictedPolicy.load(warm)
+    config = PhaseOneConfig(world=TINY_WORLD, validation_decoding="deployed", select_by="rich")
+
+    def held_out():
+        return Curriculum(config, policy.frames_per_clip, [StreamState(s) for s in VALIDATION_SEEDS])
+
+    def count_tokens(text):
+        return len(policy.tokenizer(text)["input_ids"])
+
+    processors, limit = inference_decoding(policy, memorizer_parameters(), 24)
+    deployed = validate(policy, held_out(), 1, RewardConfig(), count_tokens, limit, processors)
+    free = validate(policy, held_out(), 1, RewardConfig(), count_tokens, 24)
+    assert deployed["parsed"] == 1.0 > free["parsed"]
+    with pytest.raises(ValueError, match="select_by"):
+        PhaseOneConfig(select_by="loss")
+
+
+@pytest.mark.timeout(600)
 def test_greedy_carry_is_what_the_deployed_policy_writes(tmp_path):
     """With `carry: greedy` the stream goes on with the memory greedy decoding writes (the shipped model's,
     which parses), not with a sampled rollout; with `baseline: greedy` that memory's reward is the baseline."""
@@ -83,6 +109,8 @@ def test_phase_one_rejects_an_unknown_carry_or_baseline():
         PhaseOneConfig(baseline="mean")
     with pytest.raises(ValueError, match="scale"):
         PhaseOneConfig(scale="max")
+    with pytest.raises(ValueError, match="push"):
+        PhaseOneConfig(push="down")
 
 
 def test_unscaled_advantages_keep_the_size_of_the_reward_difference():
@@ -95,6 +123,18 @@ def test_unscaled_advantages_keep_the_size_of_the_reward_difference():
     assert by_std[0] == pytest.approx(by_std[1], rel=1e-4)  # GRPO: both groups push equally hard
     assert raw[0] == pytest.approx([0.01, -0.01], abs=1e-6) and raw[1] == pytest.approx([0.55, -0.55], abs=1e-6)
     assert scaled_advantages(torch.tensor([0.3, 0.3]), torch.zeros(2), "none") is None
+
+
+def test_pushing_up_only_keeps_the_better_or_correct_rollouts_advantages_and_silences_the_rest():
+    from taskmem_nodes.train.gspo import pushed, scaled_advantages
+
+    values = torch.tensor([1.0, 0.2, -0.6])
+    both = scaled_advantages(values, values - values.mean(), "std")
+    assert pushed(both, "both", [False] * 3) == both
+    assert pushed(both, "up", [False] * 3) == [both[0], 0.0, 0.0] and both[0] > 0 > both[2]
+    assert pushed(both, "correct", [True, False, True]) == [both[0], 0.0, 0.0]
+    assert pushed(both, "correct", [False, True, True]) == [0.0, 0.0, 0.0]  # the best one held a false statement
+    assert pushed(None, "up", []) is None
 
 
 def test_gspo_loss_pushes_up_the_better_rollout(warm):

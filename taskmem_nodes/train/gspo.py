@@ -5,10 +5,12 @@ Run:  taskmem train phase-one --config config/train/phase_one_tiny.yaml
 GSPO is sequence-level GRPO: for each clip the policy samples a group of G memories; each gets the Phase One
 reward (`rewards.py`, judged against ground truth); advantages are the rewards less the group's mean (or, with
 `baseline: greedy`, less the greedy memory's reward; with `baseline: length`, less the group's line of reward
-against statement count), divided by the group's spread (or not, `scale: none`); the loss is -A_i * s_i with
-s_i = exp(mean token log-ratio of rollout i), clipped, no KL term; with `credit: statement` (GSPO-token)
-each statement's tokens also get that statement's own credit (`statement_credit.py`). With `validate_every`,
-held-out worlds are memorized greedily every so many steps (`validation.py`) and the best checkpoint is kept.
+against statement count), divided by the group's spread (or not, `scale: none`), only the positive ones kept
+with `push: up` (only those of correct rollouts with `push: correct`); the loss is -A_i * s_i with
+s_i = exp(mean token log-ratio of rollout i), clipped, no KL term; with `credit: statement` (GSPO-token) each
+statement's tokens also get that statement's own credit (`statement_credit.py`). With `validate_every`,
+held-out worlds are memorized greedily every so many steps (`validation.py`; freely or as deployed,
+`validation_decoding`) and the best checkpoint (`select_by`) is kept.
 trl's GRPOTrainer has no video input, hence this short loop.
 
 The curriculum is on-policy and streaming: `streams` worlds advance one clip per step, and the preceding
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from taskmem_nodes.memorizer import memorizer_parameters
 from taskmem_nodes.models.transformers_backend import AllowedTokens, prepare_inputs
 from taskmem_nodes.policy import (
     PRECEDING_MEMORIES,
@@ -40,7 +43,7 @@ from taskmem_nodes.policy import (
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import stream_clips
 from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry, statement_values
-from taskmem_nodes.train.policy_model import RestrictedPolicy
+from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
 from taskmem_nodes.train.rewards import RewardConfig, score_group
 from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, save_model, start_or_resume
 from taskmem_nodes.train.statement_credit import centred_credits, statement_token_credit, token_offsets
@@ -87,6 +90,11 @@ class PhaseOneConfig:
     """How advantages are scaled: "std" (divided by the group's spread, GRPO) or "none" (raw reward units,
     as in Dr. GRPO: a group whose rollouts differ only by a few hundredths of thinking penalty then moves
     the policy a few hundredths, not as much as a group with a right and a wrong memory)."""
+    push: str = "both"
+    """Which rollouts move the policy: "both" (better ones up, worse ones down, GRPO), "up" (only rollouts
+    better than the baseline, their advantage kept, the others' set to 0: the rejection-sampling end of GRPO,
+    no unlikelihood on the policy's own worse samples) or "correct" (as "up", and only rollouts that pass the
+    quality gate: every statement true, none repeated, not filler)."""
     rewards: dict = field(default_factory=dict)
     """Overrides of `RewardConfig`."""
     checkpoint_every: int = 20
@@ -98,12 +106,20 @@ class PhaseOneConfig:
     """Steps between held-out validations (`validation.py`; 0 = none); the best one is kept as `<out>/best`."""
     validation_clips: int = 15
     """Clips of each validation world per validation."""
+    validation_decoding: str = "free"
+    """How held-out memories are decoded: "free" (as the rollouts) or "deployed" (through the memorizer's format
+    enforcer and budgets, config/taskmem.yaml, as the benchmark and the robot decode)."""
+    select_by: str = "reward"
+    """Which held-out figure picks `<out>/best`: the Phase One "reward" or "rich" (new true facts per entry,
+    what memory-only answers need)."""
     seed: int = 0
     """Sampling and world seeds."""
 
     def __post_init__(self):
         for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy", "length")),
-                              ("scale", ("std", "none")), ("credit", ("sequence", "statement"))):
+                              ("scale", ("std", "none")), ("push", ("both", "up", "correct")),
+                              ("credit", ("sequence", "statement")), ("validation_decoding", ("free", "deployed")),
+                              ("select_by", ("reward", "rich"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
 
@@ -240,9 +256,12 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         if not due or any(v["step"] == step for v in state["validation"]):
             return
         held_out = Curriculum(config, policy.frames_per_clip, [StreamState(s) for s in VALIDATION_SEEDS])
-        figures = validate(policy, held_out, config.validation_clips, rewards, count_tokens, config.max_new_tokens)
+        processors, limit = list, config.max_new_tokens
+        if config.validation_decoding == "deployed":
+            processors, limit = inference_decoding(policy, memorizer_parameters(), config.max_new_tokens)
+        figures = validate(policy, held_out, config.validation_clips, rewards, count_tokens, limit, processors)
         state["validation"].append({"step": step, **figures})
-        if figures["reward"] >= max(v["reward"] for v in state["validation"]):
+        if figures[config.select_by] >= max(v[config.select_by] for v in state["validation"]):
             save_model(policy, out / "best")
         if on_validation is not None:
             on_validation(step, figures)
@@ -297,7 +316,8 @@ def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: S
     else:
         centred = values - values.mean()
     policy.model.train()
-    advantages = scaled_advantages(values, centred, config.scale)
+    advantages = pushed(scaled_advantages(values, centred, config.scale), config.push,
+                        [bool(s.verdict and s.verdict.correct) for s in scored])
     if config.credit == "statement":
         advantages = _with_statement_credit(policy, rollouts, texts, scored, curriculum.statement_judge(stream),
                                             advantages, config.statement_weight)
@@ -337,6 +357,14 @@ def scaled_advantages(values: torch.Tensor, centred: torch.Tensor, scale: str) -
     if values.std() <= 1e-6 or centred.abs().max() <= 1e-6:
         return None
     return (centred / values.std() if scale == "std" else centred).tolist()
+
+
+def pushed(advantages: list[float] | None, push: str, correct: Sequence[bool]) -> list[float] | None:
+    """The advantages that move the policy: all of them ("both"), only the positive ones ("up"), or only the
+    positive ones of `correct` rollouts ("correct")."""
+    if advantages is None or push == "both":
+        return advantages
+    return [max(0.0, a) if push == "up" or ok else 0.0 for a, ok in zip(advantages, correct, strict=True)]
 
 
 def length_residuals(values: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:

@@ -43,7 +43,7 @@ from taskmem_nodes.records import MemoryRecord, TaskLogRecord
 from taskmem_nodes.train.deployment import Deployment
 from taskmem_nodes.train.fact_judge import judge_entry
 from taskmem_nodes.train.gspo import description_of, sample_group
-from taskmem_nodes.train.policy_model import RestrictedPolicy
+from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
 from taskmem_nodes.train.preferences import Candidate, PairStats, PreferencePair, pairs_for_clip
 from taskmem_nodes.train.runs import load_recipe
 from taskmem_nodes.train.steering_dpo import DpoExample, DpoSettings, resolve_layer, train_steering_vector
@@ -132,23 +132,6 @@ class TaskSampler:
         task_type = self.rng.choices(types, [len(self.by_type[t]) for t in types])[0]
         pool = self.by_type[task_type]
         return task_type, [t.question for t in self.rng.sample(pool, min(self.count, len(pool)))]
-
-
-def inference_decoding(policy: RestrictedPolicy, settings: dict, max_new_tokens: int) -> tuple[Callable, int]:
-    """A fresh-processor factory and the token limit that make candidates decode as the deployed memorizer does
-    (its format enforcer and budgets when `enforce_format` is set)."""
-    from taskmem_nodes.models.format_enforcer import FormatEnforcer
-
-    if not settings.get("enforce_format"):
-        return list, max_new_tokens
-    text_config = policy.model.config.get_text_config()
-
-    def processors() -> list:
-        return [FormatEnforcer(policy.tokenizer, text_config.vocab_size, settings.get("max_thinking_tokens", 128),
-                               settings.get("max_description_tokens", 200),
-                               eos_token_ids=[policy.tokenizer.convert_tokens_to_ids("<|im_end|>")])]
-
-    return processors, processors()[0].max_new_tokens
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ the backward pass and AdamW ~10x slower for rows no target ever uses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,3 +169,20 @@ class RestrictedPolicy:
     def sequence_logprob(self, sequence: Sequence, start: int = 0) -> torch.Tensor:
         """Sum of the target tokens' log-probabilities from target token `start` on (for GSPO and DPO)."""
         return self.token_logprobs(sequence)[start:].sum()
+
+
+def inference_decoding(policy: RestrictedPolicy, settings: dict, max_new_tokens: int) -> tuple[Callable, int]:
+    """A fresh-processor factory and the token limit that make candidates decode as the deployed memorizer does
+    (its format enforcer and budgets when `enforce_format` is set)."""
+    from taskmem_nodes.models.format_enforcer import FormatEnforcer
+
+    if not settings.get("enforce_format"):
+        return list, max_new_tokens
+    text_config = policy.model.config.get_text_config()
+
+    def processors() -> list:
+        return [FormatEnforcer(policy.tokenizer, text_config.vocab_size, settings.get("max_thinking_tokens", 128),
+                               settings.get("max_description_tokens", 200),
+                               eos_token_ids=[policy.tokenizer.convert_tokens_to_ids("<|im_end|>")])]
+
+    return processors, processors()[0].max_new_tokens

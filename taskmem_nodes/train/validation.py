@@ -18,17 +18,20 @@ VALIDATION_SEEDS = (556_001, 556_002)
 
 
 def validate(policy: RestrictedPolicy, curriculum, clips_per_world: int, rewards: RewardConfig,
-             count_tokens: Callable[[str], int], max_new_tokens: int) -> dict[str, float]:
+             count_tokens: Callable[[str], int], max_new_tokens: int,
+             processors: Callable[[], list] = list) -> dict[str, float]:
     """Play `clips_per_world` clips of each of `curriculum`'s worlds greedily, each prompt showing the policy's
-    own memories; returns the mean reward, fidelity (true / stated statements), new true facts per entry
-    (`rich`), wrong statements per entry, and the fraction of entries that are correct."""
+    own memories, each decoded through fresh `processors()` (e.g. the deployed format enforcer); returns the mean
+    reward, fidelity (true / stated statements), new true facts per entry (`rich`), wrong statements per entry,
+    and the fractions of entries that parse and that are correct."""
     from taskmem_nodes.train.gspo import description_of, sample_group
 
     policy.model.eval()
     scored = []
     for _ in range(clips_per_world):
         for stream in curriculum.states:
-            text = policy.output_text(sample_group(policy, curriculum.request(stream), 1, 0.0, max_new_tokens)[0])
+            text = policy.output_text(sample_group(policy, curriculum.request(stream), 1, 0.0, max_new_tokens,
+                                                    processors())[0])
             scored += score_group([text], curriculum.judge(stream), count_tokens, rewards)
             curriculum.advance(stream, description_of(text))
     verdicts = [s.verdict for s in scored if s.verdict]
@@ -39,4 +42,5 @@ def validate(policy: RestrictedPolicy, curriculum, clips_per_world: int, rewards
         "rich": sum(v.rich for v in verdicts) / len(scored),
         "wrong": sum(v.wrong for v in verdicts) / len(scored),
         "correct": sum(v.correct for v in verdicts) / len(scored),
+        "parsed": sum(s.parsed for s in scored) / len(scored),
     }
