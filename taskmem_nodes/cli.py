@@ -565,7 +565,7 @@ def train_phase_one(
 
     final = _run_recipe(gspo.PhaseOneConfig, partial(gspo.train_phase_one, on_validation=report_validation),
                         config, out, steps,
-                        lambda step, s: {"reward": f"{s['reward']:.2f}", "correct": f"{s['correct']:.2f}"},
+                        lambda step, s: {k: f"{s[k]:.2f}" for k in ("reward", "correct", "supervised_loss") if k in s},
                         init_checkpoint=str(init) if init else None)
     best = final.parent / "best"
     console.print(f"final checkpoint: {final}" + (f"; best held-out: {best}" if best.exists() else "")

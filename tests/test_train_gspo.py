@@ -54,6 +54,31 @@ def test_gspo_steps_checkpoint_and_resume(warm, tmp_path):
 
 
 @pytest.mark.timeout(600)
+def test_a_supervised_term_trains_on_ground_truth_beside_or_instead_of_the_rollouts(warm, tmp_path):
+    """`supervised_weight` adds the warm start's language loss on ground-truth examples to each step (PPO-ptx);
+    with `rl: false` it is the whole update, the control for what the RL part adds."""
+    from taskmem_nodes.train.gspo import SUPERVISED_SEED
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
+    from taskmem_nodes.train.warm_start import ExampleSource
+
+    config = dict(init_checkpoint=str(warm), world=TINY_WORLD, streams=1, group_size=2, max_new_tokens=16,
+                  supervised_weight=1.0, supervised_batch=2, lr=1e-2)
+    train_phase_one(PhaseOneConfig(steps=1, out_dir=str(tmp_path / "mixed"), **config))
+    mixed = json.loads((tmp_path / "mixed" / "log.json").read_text())[0]
+    assert mixed["supervised_loss"] > 0 and "reward" in mixed
+    final = train_phase_one(PhaseOneConfig(steps=3, rl=False, out_dir=str(tmp_path / "alone"), **config))
+    log = json.loads((tmp_path / "alone" / "log.json").read_text())
+    assert [set(e) for e in log] == [{"step", "supervised_loss", "seconds"}] * 3
+    before, after = RestrictedPolicy.load(warm), RestrictedPolicy.load(final)
+    example = ExampleSource(WorldConfig.from_dict(TINY_WORLD), before.frames_per_clip, SUPERVISED_SEED)[0]
+    with torch.no_grad():  # the first step's first example is learned
+        assert after.loss(after.encode(example.request, example.target)) < before.loss(
+            before.encode(example.request, example.target))
+    with pytest.raises(ValueError, match="supervised_weight"):
+        PhaseOneConfig(rl=False)
+
+
+@pytest.mark.timeout(600)
 def test_deployed_validation_decodes_through_the_memorizers_format_enforcer(warm):
     """`validation_decoding: deployed` memorizes the held-out worlds as the robot does: even a barely trained
     policy's memories then parse, which free decoding of the same policy does not give."""

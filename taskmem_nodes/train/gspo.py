@@ -48,7 +48,10 @@ from taskmem_nodes.train.rewards import RewardConfig, score_group
 from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, save_model, start_or_resume
 from taskmem_nodes.train.statement_credit import centred_credits, statement_token_credit, token_offsets
 from taskmem_nodes.train.validation import VALIDATION_SEEDS, validate
-from taskmem_nodes.train.warm_start import TRAIN_SEED_BASE
+from taskmem_nodes.train.warm_start import TRAIN_SEED_BASE, ExampleSource
+
+SUPERVISED_SEED = 8
+"""`ExampleSource` seed of the supervised term's worlds (1,800,000 and up: no warm start or curriculum's)."""
 
 
 @dataclass
@@ -95,6 +98,12 @@ class PhaseOneConfig:
     better than the baseline, their advantage kept, the others' set to 0: the rejection-sampling end of GRPO,
     no unlikelihood on the policy's own worse samples) or "correct" (as "up", and only rollouts that pass the
     quality gate: every statement true, none repeated, not filler)."""
+    supervised_weight: float = 0.0
+    """Weight of a supervised term in every step, as in InstructGPT's PPO-ptx: the warm start's language loss on
+    `supervised_batch` ground-truth examples of worlds apart from the curriculum's (0: GSPO alone, the paper)."""
+    supervised_batch: int = 8
+    rl: bool = True
+    """False: no rollouts, the supervised term alone: the control that tells what the RL part adds to it."""
     rewards: dict = field(default_factory=dict)
     """Overrides of `RewardConfig`."""
     checkpoint_every: int = 20
@@ -116,6 +125,8 @@ class PhaseOneConfig:
     """Sampling and world seeds."""
 
     def __post_init__(self):
+        if not self.rl and self.supervised_weight <= 0:
+            raise ValueError("rl: false trains nothing without a positive supervised_weight")
         for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy", "length")),
                               ("scale", ("std", "none")), ("push", ("both", "up", "correct")),
                               ("credit", ("sequence", "statement")), ("validation_decoding", ("free", "deployed")),
@@ -266,14 +277,19 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         if on_validation is not None:
             on_validation(step, figures)
 
+    supervised = ExampleSource(curriculum.world_config, policy.frames_per_clip, SUPERVISED_SEED + config.seed)
     step = state["step"]
     validate_at(step)
     while step < config.steps:
         started = time.monotonic()
         optimizer.zero_grad()
-        groups = [_learn_from_clip(policy, curriculum, stream, config, rewards, count_tokens)
-                  for stream in curriculum.states]
-        summary = {key: sum(g[key] for g in groups) / len(groups) for key in groups[0]}
+        summary = {}
+        if config.rl:
+            groups = [_learn_from_clip(policy, curriculum, stream, config, rewards, count_tokens)
+                      for stream in curriculum.states]
+            summary = {key: sum(g[key] for g in groups) / len(groups) for key in groups[0]}
+        if config.supervised_weight > 0:
+            summary["supervised_loss"] = _add_supervised_gradient(policy, supervised, step, config)
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         optimizer.step()
         policy.write_back()
@@ -290,6 +306,20 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
     (out / "validation.json").write_text(json.dumps(state["validation"]))
     plot_rewards(state["log"], out / "rewards.png", state["validation"])
     return final
+
+
+def _add_supervised_gradient(policy: RestrictedPolicy, examples: ExampleSource, step: int,
+                             config: PhaseOneConfig) -> float:
+    """Add the gradient of `supervised_weight` x the mean language loss of step `step`'s ground-truth examples
+    (the next `supervised_batch` of `examples`, so a resumed run sees the same ones); returns that loss."""
+    policy.model.train()
+    total = 0.0
+    for k in range(step * config.supervised_batch, (step + 1) * config.supervised_batch):
+        example = examples[k]
+        loss = policy.loss(policy.encode(example.request, example.target)) / config.supervised_batch
+        (config.supervised_weight * loss).backward()
+        total += loss.item()
+    return total
 
 
 def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: StreamState,
@@ -391,15 +421,18 @@ def plot_rewards(log: list[dict], path: Path, validation: Sequence[dict] = ()) -
 
     steps = [e["step"] for e in log]
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    axes[0].plot(steps, [e["reward"] for e in log], label="mean reward")
+    nan = float("nan")
+    axes[0].plot(steps, [e.get("reward", nan) for e in log], label="mean reward")
+    if any("supervised_loss" in e for e in log):
+        axes[0].plot(steps, [e.get("supervised_loss", nan) for e in log], label="supervised loss")
     if validation:
         axes[0].plot([v["step"] for v in validation], [v["reward"] for v in validation], "o-",
                      label="held-out greedy reward")
     axes[0].set(xlabel="step", title="GSPO: reward")
     axes[0].legend(fontsize=8)
     for key in ("parsed", "correct", "filler"):
-        axes[1].plot(steps, [e.get(key, 0.0) for e in log], label=key)
-    axes[1].plot(steps, [e["rich"] / 5 for e in log], label="new true facts / 5")
+        axes[1].plot(steps, [e.get(key, nan) for e in log], label=key)
+    axes[1].plot(steps, [e.get("rich", nan) / 5 for e in log], label="new true facts / 5")
     axes[1].plot(steps, [e.get("wrong", 0.0) / 5 for e in log], label="wrong statements / 5")
     axes[1].set(xlabel="step", title="rollouts", ylim=(0, 1))
     axes[1].legend(fontsize=8)
