@@ -82,24 +82,23 @@ def test_a_supervised_term_trains_on_ground_truth_beside_or_instead_of_the_rollo
 def test_deployed_validation_decodes_through_the_memorizers_format_enforcer(warm):
     """`validation_decoding: deployed` memorizes the held-out worlds as the robot does: even a barely trained
     policy's memories then parse, which free decoding of the same policy does not give."""
-    from taskmem_nodes.memorizer import memorizer_parameters
-    from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
+    from taskmem_nodes.train.gspo import held_out_decoding
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
     from taskmem_nodes.train.rewards import RewardConfig
     from taskmem_nodes.train.validation import VALIDATION_SEEDS, validate
 
     policy = RestrictedPolicy.load(warm)
-    config = PhaseOneConfig(world=TINY_WORLD, validation_decoding="deployed", select_by="rich")
-
-    def held_out():
-        return Curriculum(config, policy.frames_per_clip, [StreamState(s) for s in VALIDATION_SEEDS])
 
     def count_tokens(text):
         return len(policy.tokenizer(text)["input_ids"])
 
-    processors, limit = inference_decoding(policy, memorizer_parameters(), 24)
-    deployed = validate(policy, held_out(), 1, RewardConfig(), count_tokens, limit, processors)
-    free = validate(policy, held_out(), 1, RewardConfig(), count_tokens, 24)
-    assert deployed["parsed"] == 1.0 > free["parsed"]
+    figures = {}
+    for decoding in ("deployed", "free"):
+        config = PhaseOneConfig(world=TINY_WORLD, max_new_tokens=24, validation_decoding=decoding, select_by="rich")
+        processors, limit = held_out_decoding(policy, config)
+        held_out = Curriculum(config, policy.frames_per_clip, [StreamState(s) for s in VALIDATION_SEEDS])
+        figures[decoding] = validate(policy, held_out, 1, RewardConfig(), count_tokens, limit, processors)
+    assert figures["deployed"]["parsed"] == 1.0 > figures["free"]["parsed"]
     with pytest.raises(ValueError, match="select_by"):
         PhaseOneConfig(select_by="loss")
 

@@ -261,15 +261,13 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         return len(policy.tokenizer.encode(text, add_special_tokens=False))
 
     state.setdefault("validation", [])
+    processors, limit = held_out_decoding(policy, config)
 
     def validate_at(step: int) -> None:
         due = config.validate_every and (step % config.validate_every == 0 or step == config.steps)
         if not due or any(v["step"] == step for v in state["validation"]):
             return
         held_out = Curriculum(config, policy.frames_per_clip, [StreamState(s) for s in VALIDATION_SEEDS])
-        processors, limit = list, config.max_new_tokens
-        if config.validation_decoding == "deployed":
-            processors, limit = inference_decoding(policy, memorizer_parameters(), config.max_new_tokens)
         figures = validate(policy, held_out, config.validation_clips, rewards, count_tokens, limit, processors)
         state["validation"].append({"step": step, **figures})
         if figures[config.select_by] >= max(v[config.select_by] for v in state["validation"]):
@@ -306,6 +304,14 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
     (out / "validation.json").write_text(json.dumps(state["validation"]))
     plot_rewards(state["log"], out / "rewards.png", state["validation"])
     return final
+
+
+def held_out_decoding(policy: RestrictedPolicy, config: PhaseOneConfig) -> tuple[Callable[[], list], int]:
+    """The processor factory and token limit of held-out validation: the rollouts' free decoding, or the deployed
+    memorizer's format enforcer and budgets (`validation_decoding: deployed`)."""
+    if config.validation_decoding == "deployed":
+        return inference_decoding(policy, memorizer_parameters(), config.max_new_tokens)
+    return list, config.max_new_tokens
 
 
 def _add_supervised_gradient(policy: RestrictedPolicy, examples: ExampleSource, step: int,
@@ -433,7 +439,7 @@ def plot_rewards(log: list[dict], path: Path, validation: Sequence[dict] = ()) -
     for key in ("parsed", "correct", "filler"):
         axes[1].plot(steps, [e.get(key, nan) for e in log], label=key)
     axes[1].plot(steps, [e.get("rich", nan) / 5 for e in log], label="new true facts / 5")
-    axes[1].plot(steps, [e.get("wrong", 0.0) / 5 for e in log], label="wrong statements / 5")
+    axes[1].plot(steps, [e.get("wrong", nan) / 5 for e in log], label="wrong statements / 5")
     axes[1].set(xlabel="step", title="rollouts", ylim=(0, 1))
     axes[1].legend(fontsize=8)
     figure.tight_layout()
