@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from taskmem_nodes.answerer import LexicalAnswerer
 from taskmem_nodes.bench.harness import BenchConfig, TaskOutcome
 from taskmem_nodes.bench.judges import NormalizedMatchJudge
-from taskmem_nodes.bench.metrics import OVERALL, Spread, across_seeds, tally
+from taskmem_nodes.bench.metrics import OVERALL, Spread, across_seeds, sign_flip_p, tally
 from taskmem_nodes.bench.runner import DatasetSpec, run_benchmark
 from taskmem_nodes.bench.types import BenchTask
 from taskmem_nodes.cli import app
@@ -75,9 +75,20 @@ def test_benchmark_is_reproducible_and_orders_the_baselines(tmp_path):
     assert quality["richness"] > 1.0
     paired = first["differences"]["no-memory"]
     assert paired[OVERALL]["mean"] < -0.5 and paired["not_seen"]["mean"] == 0.0 and paired["count"]["std"] is not None
+    assert paired[OVERALL]["p"] == 0.5  # two seeds, both worse: as small as two seeds can make it
     with pytest.raises(ValueError, match="ground truth"):
         run_benchmark(DatasetSpec("egotempo", annotations=tmp_path, videos=tmp_path), [0], ["oracle"],
                       LexicalAnswerer(), NormalizedMatchJudge(), BenchConfig())
+
+
+def test_sign_flip_p_is_exact_for_few_seeds_and_sampled_for_many():
+    assert sign_flip_p([0.02, 0.05, 0.01, 0.03]) == 2 / 16  # all four the same way: the least 4 seeds allow
+    assert sign_flip_p([0.04, -0.04]) == 1.0
+    assert sign_flip_p([0.10, 0.08, -0.01, 0.09, 0.12, 0.07]) == 4 / 64  # only flipping the -0.01 keeps |sum|
+    assert sign_flip_p([0.0, 0.0, 0.0]) == 1.0 and sign_flip_p([]) == 1.0
+    many = [0.05] * 20 + [-0.01] * 4
+    assert sign_flip_p(many) < 0.001  # 24 seeds: 65,536 seeded random flips
+    assert sign_flip_p([0.05, -0.05] * 12) == 1.0
 
 
 def test_bench_command_writes_json_markdown_and_png(tmp_path):

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -95,3 +97,19 @@ def across_seeds(per_seed: list[dict[str, Tally]]) -> dict[str, dict[str, Spread
     types = sorted({t for tallies in per_seed for t in tallies}, key=lambda t: (t == OVERALL, t))
     return {t: {m: Spread.of([getattr(s[t], m) for s in per_seed if t in s and s[t].tasks]) for m in METRICS}
             for t in types}
+
+
+def sign_flip_p(differences: list[float], exact_up_to: int = 16, draws: int = 65536) -> float:
+    """Two-sided p-value of paired differences (one per seed) under "no difference": the share of the 2^n ways
+    of flipping their signs whose mean is at least as far from 0 as the observed one (exact up to `exact_up_to`
+    seeds, else `draws` seeded random flips). With n seeds it cannot fall below 2 / 2^n: 0.125 for 4 seeds."""
+    if not differences:
+        return 1.0
+    observed = abs(sum(differences)) - 1e-12
+    if len(differences) <= exact_up_to:
+        flips = itertools.product((1, -1), repeat=len(differences))
+    else:
+        rng = random.Random(0)
+        flips = ([rng.choice((1, -1)) for _ in differences] for _ in range(draws))
+    outcomes = [abs(sum(sign * d for sign, d in zip(signs, differences))) >= observed for signs in flips]
+    return sum(outcomes) / len(outcomes)

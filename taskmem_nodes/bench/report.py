@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskmem_nodes.bench.metrics import METRICS, OVERALL, Spread, Tally, across_seeds
+from taskmem_nodes.bench.metrics import METRICS, OVERALL, Spread, Tally, across_seeds, sign_flip_p
 from taskmem_nodes.bench.plots import plot_metrics
 
 
@@ -67,7 +67,8 @@ class BenchReport:
 
     def differences(self) -> dict[str, dict[str, dict]]:
         """`result[system][task_type]`: accuracy minus the reference's on the same seeds (the same worlds and
-        questions), as a Spread over seeds. Pairing removes the world-to-world spread both systems share."""
+        questions), as a Spread over seeds with the sign-flip test's p-value. Pairing removes the world-to-world
+        spread both systems share."""
         if not self.reference:
             return {}
         if self.reference not in self.systems:
@@ -78,9 +79,11 @@ class BenchReport:
             if name == self.reference:
                 continue
             types = list(next(iter(base.values()))) if base else []
-            result[name] = {t: Spread.of([system.per_seed[s][t].accuracy - base[s][t].accuracy
-                                          for s in base if t in base[s] and t in system.per_seed[s]]).as_dict()
-                            for t in types}
+            result[name] = {}
+            for t in types:
+                paired = [system.per_seed[s][t].accuracy - base[s][t].accuracy
+                          for s in base if t in base[s] and t in system.per_seed[s]]
+                result[name][t] = {**Spread.of(paired).as_dict(), "p": sign_flip_p(paired)}
         return result
 
     def to_dict(self) -> dict:
@@ -114,11 +117,14 @@ class BenchReport:
             lines.append(f"| {name} | {m['entries_per_clip']:.2f} | {m['tokens_per_entry_median']:.0f} | "
                          f"{m['tokens_per_clip']:.1f} | {m['seconds_per_clip_median']:.3f} | {quality} |")
         if self.reference:
-            lines += ["", f"Accuracy minus `{self.reference}` on the same seeds (points; mean ± std over seeds):", "",
-                      "| system | " + " | ".join(self._types()) + " |", "|---|" + "---:|" * len(self._types())]
+            lines += ["", f"Accuracy minus `{self.reference}` on the same seeds (points; mean ± std over seeds; p: "
+                          "two-sided sign-flip test of the overall difference):", "",
+                      "| system | " + " | ".join(self._types()) + " | p |",
+                      "|---|" + "---:|" * (len(self._types()) + 1)]
             for name, by_type in self.differences().items():
                 cells = [_signed(by_type[t]) if t in by_type else "-" for t in self._types()]
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+                p_value = f"{by_type[OVERALL]['p']:.3f}" if OVERALL in by_type else "-"
+                lines.append(f"| {name} | " + " | ".join(cells) + f" | {p_value} |")
         return "\n".join(lines) + "\n"
 
     def _types(self) -> list[str]:
