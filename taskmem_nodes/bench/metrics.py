@@ -105,7 +105,7 @@ def sign_flip_p(differences: list[float], exact_up_to: int = 16, draws: int = 65
     seeds, else `draws` seeded random flips). With n seeds it cannot fall below 2 / 2^n: 0.125 for 4 seeds."""
     if not differences:
         return 1.0
-    observed = abs(sum(differences)) - 1e-12
+    observed = abs(sum(differences)) - 1e-12  # a flip summing to the same value in another order still counts
     if len(differences) <= exact_up_to:
         flips = itertools.product((1, -1), repeat=len(differences))
     else:
