@@ -1,13 +1,14 @@
 """The warm-start recipe: trains, checkpoints, and a killed run resumes exactly where it stopped."""
 
 import json
+import re
 
 import pytest
 import torch
 
 from taskmem_nodes.models.policy_spec import PolicySpec
 from taskmem_nodes.models.tiny import is_complete
-from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.sim.world import World, WorldConfig, room_sentence
 from taskmem_nodes.train.examples import clip_alone_examples, stream_examples
 from taskmem_nodes.train.vision_probe import CellProbe, cell_classes, cell_labels
 from taskmem_nodes.train.warm_start import ExampleSource, WarmStartConfig, learning_rate, train_warm_start
@@ -71,6 +72,27 @@ def test_single_clip_examples_show_the_clip_alone_with_everything_it_shows():
     assert all(len(e.request.video) == 2 and e.request.frame_times == (0.0, 9.0)  # the clip alone: 1st, last frame
                and "You have written no memories" in e.request.messages[-1]["content"][1]["text"] for e in alone)
     assert alone[3].target.endswith(json.dumps({"description": world.describe(3)}))
+
+
+def test_a_fact_budget_keeps_the_room_and_a_random_choice_of_new_facts_shown_as_the_next_clips_memories():
+    world = World(WorldConfig(seed=11, duration_s=300.0))
+    full = list(stream_examples(world, frames_per_clip=2))
+    budget = list(stream_examples(world, frames_per_clip=2, max_new_facts=2))
+
+    def sentences(text: str) -> list[str]:
+        return re.split(r"(?<=\.)\s+", text)
+
+    for whole, chosen in zip(full, budget, strict=True):
+        whole_s, chosen_s = sentences(whole.description), sentences(chosen.description)
+        assert chosen_s[0] == whole_s[0] == room_sentence(world.clips[whole.index].room)  # the room, always
+        assert len(chosen_s) == min(3, len(whole_s)) and set(chosen_s) <= set(whole_s)
+    crowded = [k for k, e in enumerate(full) if len(sentences(e.description)) > 4]
+    assert len(crowded) > 2, "the world should have clips with more new facts than the budget"
+    assert len({sentences(budget[k].description)[1] for k in crowded}) > 1  # the choice is drawn, not fixed
+    # the prompt shows the earlier clips' budgeted targets as their memories
+    assert budget[1].description in budget[2].request.messages[-1]["content"][-1]["text"]
+    again = list(stream_examples(world, frames_per_clip=2, max_new_facts=2))
+    assert [e.description for e in again] == [e.description for e in budget]  # the same draw every time
 
 
 def test_examples_are_addressed_deterministically_and_apart_from_benchmark_worlds(tmp_path):

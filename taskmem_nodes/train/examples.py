@@ -8,6 +8,7 @@ benchmark use, so training sees exactly the prompts of inference.
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -142,20 +143,30 @@ def stream_clips(world: World, sample_fps: float, *, tracker: bool = True) -> li
 
 
 def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
-                    preceding: list[str] | None = None, tracker: bool = True) -> Iterator[ClipExample]:
+                    preceding: list[str] | None = None, tracker: bool = True,
+                    max_new_facts: int = 0) -> Iterator[ClipExample]:
     """Examples for every clip of `world`, in stream order. The preceding memories shown are `preceding[i]`
-    for clip i when given (the policy's own outputs: the on-policy curriculum), else the ground truth; the
-    prompts name the tracker's people unless `tracker` is False."""
+    for clip i when given (the policy's own outputs: the on-policy curriculum), else the ground truth (with a
+    fact budget: the earlier clips' own budgeted targets); the prompts name the tracker's people unless
+    `tracker` is False. `max_new_facts` > 0 caps each target at the room and that many new facts."""
     clips = stream_clips(world, sample_fps, tracker=tracker)
+    spans = [_frame_span(clip, frames_per_clip) for clip in clips]
+    if preceding is None and max_new_facts:
+        preceding = [target_description(world, i, span, max_new_facts=max_new_facts) for i, span in enumerate(spans)]
     for index, clip in enumerate(clips):
         window = select_window(clips[: index + 1], clip, WINDOW_CLIPS)
         earlier = range(max(0, index - PRECEDING_MEMORIES), index)
         texts = [preceding[i] if preceding is not None else world.describe_new(i) for i in earlier]
         memories = [PrecedingMemory(clips[i].start, clips[i].end, text) for i, text in zip(earlier, texts) if text]
-        shown = pick_frames(clip.frames, frames_per_clip)
-        span = (shown[0].stamp, shown[-1].stamp)
-        yield _example(world, index, build_request(window, memories, frames_per_clip), span, new_only=True,
-                       tracked=tracker, new_room=is_new_room(world.clips[index].room, memories))
+        yield _example(world, index, build_request(window, memories, frames_per_clip), spans[index], new_only=True,
+                       tracked=tracker, new_room=is_new_room(world.clips[index].room, memories),
+                       max_new_facts=max_new_facts)
+
+
+def _frame_span(clip: Clip, frames_per_clip: int) -> tuple[float, float]:
+    """Stream times of the first and last frame of `clip` the policy is shown."""
+    shown = pick_frames(clip.frames, frames_per_clip)
+    return shown[0].stamp, shown[-1].stamp
 
 
 def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
@@ -163,9 +174,8 @@ def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_cli
     """Every clip of `world` on its own (no window, no preceding memories) with everything it shows as target:
     the warm start's first stage, where seeing is learned apart from "only new content"."""
     for index, clip in enumerate(stream_clips(world, sample_fps, tracker=tracker)):
-        shown = pick_frames(clip.frames, frames_per_clip)
-        span = (shown[0].stamp, shown[-1].stamp)
-        yield _example(world, index, build_request([clip], [], frames_per_clip), span, new_only=False,
+        yield _example(world, index, build_request([clip], [], frames_per_clip), _frame_span(clip, frames_per_clip),
+                       new_only=False,
                        tracked=tracker, new_room=True)
 
 
@@ -188,16 +198,28 @@ def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -
     return any(look(first, slot) != look(last, slot) for slot in slots)
 
 
-def target_description(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True) -> str:
-    """The warm start's target: the clip's new content (or everything it shows) that the frames shown tell of."""
+def target_description(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True,
+                       max_new_facts: int = 0) -> str:
+    """The warm start's target: the clip's new content (or everything it shows) that the frames shown tell of;
+    with `max_new_facts` > 0, the room and at most that many of the other facts (`within_budget`)."""
     clip = world.clips[index]
-    facts = world.new_facts(index) if new_only else clip.facts
-    return " ".join(f.text for f in facts if seen_between(clip, f, frame_span))
+    facts = [f for f in (world.new_facts(index) if new_only else clip.facts) if seen_between(clip, f, frame_span)]
+    if max_new_facts:
+        facts = within_budget(facts, max_new_facts, random.Random(f"{world.config.seed}/{index}"))
+    return " ".join(f.text for f in facts)
+
+
+def within_budget(facts: list[Fact], max_facts: int, rng: random.Random) -> list[Fact]:
+    """The room, then `max_facts` of the other facts drawn uniformly at random, in the order drawn: a memory that
+    cannot hold all that is new must choose, and a policy taught on these draws starts its memory with any new
+    fact alike, with no preference of its own (which is what Phase Two then learns from the tasks)."""
+    others = [f for f in facts if f.key[0] != "room"]
+    return [f for f in facts if f.key[0] == "room"] + rng.sample(others, min(max_facts, len(others)))
 
 
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
-             new_only: bool, tracked: bool = False, new_room: bool = False) -> ClipExample:
-    description = target_description(world, index, span, new_only=new_only)
+             new_only: bool, tracked: bool = False, new_room: bool = False, max_new_facts: int = 0) -> ClipExample:
+    description = target_description(world, index, span, new_only=new_only, max_new_facts=max_new_facts)
     thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked, new_room)
     target = target_output(description, thinking)
     offset = target.index(thinking)

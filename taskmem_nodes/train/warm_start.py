@@ -72,6 +72,10 @@ class WarmStartConfig:
     vision token of the cell it names (-log of the heads' mean weight); 0: off."""
     attention_layer: int = -1
     """The decoder layer the attention guide shapes."""
+    max_new_facts: int = 0
+    """A memory budget: stage 2's targets (and the preceding memories shown) hold the room and at most this many
+    of the clip's new facts, drawn at random, so the policy must choose what to write (the method's 1-2
+    sentences); 0: every new fact."""
     single_clip_steps: int = 0
     """Stage 1 steps: each clip alone (no window, no memories), its whole description as target."""
     steps: int = 600
@@ -106,8 +110,9 @@ class ExampleSource:
     it in a fixed scrambled order, so a resumed run sees exactly the examples it would have seen."""
 
     def __init__(self, world_config: WorldConfig, frames_per_clip: int, seed: int, clip_alone: bool = False,
-                 tracker_dropout: float = 0.0):
+                 tracker_dropout: float = 0.0, max_new_facts: int = 0):
         self.world_config = world_config
+        self.max_new_facts = max_new_facts
         self.frames_per_clip = frames_per_clip
         self.tracker_dropout = tracker_dropout
         self.clip_alone = clip_alone
@@ -120,9 +125,11 @@ class ExampleSource:
         world_seed = self.first_world + k // self.clips
         if self._cached is None or self._cached[0] != world_seed:
             world = World(dataclasses.replace(self.world_config, seed=world_seed))
-            examples = clip_alone_examples if self.clip_alone else stream_examples
             tracker = random.Random(world_seed).random() >= self.tracker_dropout
-            self._cached = (world_seed, list(examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker)))
+            examples = clip_alone_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker) \
+                if self.clip_alone else stream_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker,
+                                                        max_new_facts=self.max_new_facts)
+            self._cached = (world_seed, list(examples))
         return self._cached[1][(k * self.stride) % self.clips]
 
 
@@ -249,7 +256,7 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
     stages = (ExampleSource(config.world_config(), config.frames_per_clip, config.seed, clip_alone=True,
                             tracker_dropout=config.tracker_dropout),
               ExampleSource(config.world_config(), config.frames_per_clip, config.seed,
-                            tracker_dropout=config.tracker_dropout))
+                            tracker_dropout=config.tracker_dropout, max_new_facts=config.max_new_facts))
     step = state["step"]
     while step < config.total_steps:
         started = time.monotonic()
