@@ -358,7 +358,8 @@ def bench(
     dataset: Annotated[str, typer.Option(help="synthetic | videomme | egolife | egotempo")] = "synthetic",
     seed: Annotated[list[int] | None, typer.Option("--seed", help="World seed (repeat; default 0 1)")] = None,
     task_mix: Annotated[str, typer.Option(help="Task type weights, e.g. location=3,count=1 ('' = world file's)")] = "",
-    systems: Annotated[str, typer.Option(help="Comma-separated: oracle, oracle-half, policy, captioner, no-memory, "
+    systems: Annotated[str, typer.Option(help="Comma-separated: oracle, oracle-half, oracle-budget, "
+                                              "oracle-budget-focused, policy, captioner, no-memory, "
                                               "policy:<label> (a checkpoint given as --model <label>=<dir>)")] = (
         "oracle,captioner,no-memory"),
     world: Annotated[Path | None, typer.Option(help="World file (default sim/worlds/default.yaml)")] = None,

@@ -53,6 +53,26 @@ def test_spread_across_seeds():
 SMALL = DatasetSpec("synthetic", WorldConfig(duration_s=120.0), TaskConfig(per_minute=10), streams=2)
 
 
+def test_a_budgeted_oracle_that_spends_its_budget_on_the_asked_types_answers_more_of_them(tmp_path):
+    spec = DatasetSpec("synthetic", WorldConfig(duration_s=300.0),
+                       TaskConfig(per_minute=20, mix=parse_mix("location=1,count=1,activity=1")), streams=4)
+    report = run_benchmark(spec, [0], ["oracle", "oracle-budget", "oracle-budget-focused"], LexicalAnswerer(),
+                           NormalizedMatchJudge(), BenchConfig(), workdir=tmp_path).to_dict()["systems"]
+
+    def accuracy(system, task_type):
+        return report[system]["summary"][task_type]["accuracy"]["mean"]
+
+    for system in ("oracle-budget", "oracle-budget-focused"):  # the room and at most two facts, all true
+        memory = report[system]["memory"]
+        assert memory["fidelity"] == 1.0 and memory["tokens_per_clip"] < report["oracle"]["memory"]["tokens_per_clip"]
+        assert accuracy(system, OVERALL) < accuracy("oracle", OVERALL)
+    # an object fact answers two of the asked types (location, count), a person fact one (activity): the focused
+    # choice keeps objects first, so it answers more location and count questions and fewer activity ones
+    for task_type in ("location", "count"):
+        assert accuracy("oracle-budget-focused", task_type) > accuracy("oracle-budget", task_type)
+    assert accuracy("oracle-budget-focused", "activity") < accuracy("oracle-budget", "activity")
+
+
 def test_benchmark_is_reproducible_and_orders_the_baselines(tmp_path):
     def run():
         return run_benchmark(SMALL, [0, 1], ["oracle", "no-memory"], LexicalAnswerer(), NormalizedMatchJudge(),

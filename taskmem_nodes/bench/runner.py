@@ -4,6 +4,11 @@ Systems:
 - `oracle`: the ground-truth new content of each clip (synthetic world only): the upper bound;
 - `oracle-half`: each ground-truth sentence kept with probability 1/2 (seeded): a mid-range system whose
   spread across seeds shows the benchmark's noise where it is largest;
+- `oracle-budget`: the room and at most `BUDGET_FACTS` of the ground-truth new facts, drawn at random (seeded):
+  the best a budgeted memorizer with no preference among the facts writes (what
+  `config/train/warm_start_budget_tiny.yaml` teaches);
+- `oracle-budget-focused`: the same budget spent on the facts that answer the task mix's types, by weight:
+  the best choice for the tasks asked, the ceiling of what Phase Two can learn on a budgeted memorizer;
 - `policy`: the TaskMem memorization policy on a Qwen3-VL checkpoint (default: the shipped one);
 - `captioner`: the same model with a generic fixed prompt, the current clip only (ReMEmbR-style);
 - `no-memory`: writes nothing, so it always abstains (the trivial baseline).
@@ -35,11 +40,15 @@ from taskmem_nodes.bench.metrics import tally
 from taskmem_nodes.bench.report import BenchReport, SystemReport
 from taskmem_nodes.bench.types import BenchStream
 from taskmem_nodes.sim.dataset import synthetic_dataset
-from taskmem_nodes.sim.tasks import TaskConfig
+from taskmem_nodes.sim.tasks import TaskConfig, answers_task_type
 from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.train.examples import within_budget
 from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry
 
-SYSTEMS = ("oracle", "oracle-half", "policy", "captioner", "no-memory")
+SYSTEMS = ("oracle", "oracle-half", "oracle-budget", "oracle-budget-focused", "policy", "captioner", "no-memory")
+ORACLES = ("oracle", "oracle-half", "oracle-budget", "oracle-budget-focused")
+BUDGET_FACTS = 2
+"""New facts per memory besides the room, for the budgeted oracles (the method's 1-2 sentences)."""
 DATASETS = ("synthetic", "videomme", "egolife", "egotempo")
 
 
@@ -95,8 +104,9 @@ class SystemFactory:
     Phase Two adapter file, at `adapter_scale` when given). Each backend is loaded once."""
 
     def __init__(self, worlds: dict[str, World], model_settings: dict | None = None,
-                 extra_models: dict[str, dict] | None = None):
+                 extra_models: dict[str, dict] | None = None, task_mix: dict[str, float] | None = None):
         self.worlds = worlds
+        self.task_mix = task_mix or {}
         self.model_settings = model_settings or memorizer_settings()
         self.extra_models = extra_models or {}
         self._backends: dict[str, object] = {}
@@ -136,16 +146,22 @@ class SystemFactory:
             return OracleMemorizer(self._describe)
         if base == "oracle-half":
             return OracleMemorizer(self._describe_half, name="oracle-half")
+        if base in ("oracle-budget", "oracle-budget-focused"):
+            return OracleMemorizer(lambda context: self._describe_budget(context, base.endswith("focused")), name=base)
         if base == "policy":
             return PolicyMemorizer(self.backend(label))
         if base == "captioner":
             return CaptionerMemorizer(self.backend())
         return NoMemory()
 
-    def _describe(self, context: ClipContext) -> str | None:
+    def _world(self, context: ClipContext) -> World:
         world = self.worlds.get(context.stream_id)
         if world is None:
             raise ValueError("the oracle memory needs ground truth: it runs on the synthetic dataset only")
+        return world
+
+    def _describe(self, context: ClipContext) -> str | None:
+        world = self._world(context)
         return world.describe_new(context.index) if context.index < len(world.clips) else None
 
     def _describe_half(self, context: ClipContext) -> str | None:
@@ -157,6 +173,22 @@ class SystemFactory:
         return " ".join(kept) or None
 
 
+    def _describe_budget(self, context: ClipContext, focused: bool) -> str | None:
+        world = self._world(context)
+        if context.index >= len(world.clips):
+            return None
+        facts = world.new_facts(context.index)
+        rng = random.Random(zlib.crc32(f"{context.stream_id}/{context.index}".encode()))
+        if not focused:
+            return " ".join(f.text for f in within_budget(facts, BUDGET_FACTS, rng)) or None
+        others = [k for k, f in enumerate(facts) if f.key[0] != "room"]
+        rng.shuffle(others)  # then a stable sort: the facts answering the most-asked types first, random among equals
+        others.sort(key=lambda k: -sum(w for t, w in self.task_mix.items() if answers_task_type(facts[k], t)))
+        kept = set(others[:BUDGET_FACTS])
+        facts = [f for k, f in enumerate(facts) if f.key[0] == "room" or k in kept]
+        return " ".join(f.text for f in facts) or None
+
+
 def run_benchmark(spec: DatasetSpec, seeds: list[int], systems: list[str], answerer: Answerer, judge: Judge,
                   config: BenchConfig, *, model_settings: dict | None = None,
                   extra_models: dict[str, dict] | None = None,
@@ -166,10 +198,10 @@ def run_benchmark(spec: DatasetSpec, seeds: list[int], systems: list[str], answe
     """Run every system on every seed's streams; the answerer and judge are the same for all of them."""
     if reference and reference not in systems:
         raise ValueError(f"reference {reference!r} must be one of the systems run: {', '.join(systems)}")
-    factory = SystemFactory({}, model_settings, extra_models)
+    factory = SystemFactory({}, model_settings, extra_models, spec.tasks.mix)
     for name in systems:
         factory.check(name)
-    if spec.name != "synthetic" and {"oracle", "oracle-half"} & set(systems):
+    if spec.name != "synthetic" and set(ORACLES) & set(systems):
         raise ValueError("the oracle memory needs ground truth: use it with --dataset synthetic")
     reports = {name: SystemReport(name) for name in systems}
     task_counts: dict[int, dict[str, int]] = {}
