@@ -199,3 +199,32 @@ def test_a_greedy_loser_is_the_frozen_policys_greedy_memory(deployment):
             pair.rejected.text)
     with pytest.raises(ValueError, match="rejected"):
         PhaseTwoConfig(rejected="worst")
+
+
+def test_memory_sampling_keeps_the_greedy_thinking_and_samples_only_the_memory(deployment):
+    import random
+
+    from taskmem_nodes.train.gspo import sample_group
+    from taskmem_nodes.train.phase_two import TaskSampler, collect_pairs, split_clips, thinking_ids
+    from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
+    from taskmem_nodes.train.preferences import PairStats
+
+    folder, warm, _ = deployment
+    loaded = Deployment.load(folder)
+    config = PhaseTwoConfig(policy=str(warm), rollouts=4, min_tasks=1, validation_every=3, max_length_gap=1000,
+                            sample="memory", temperature=1.5)
+    policy = RestrictedPolicy.load(warm)
+    decoding = inference_decoding(policy, {"enforce_format": True, "max_thinking_tokens": 16,
+                                           "max_description_tokens": 16}, 48)
+    train, _ = split_clips(loaded, config.validation_every)
+    _, sampled = collect_pairs(policy, loaded, train, TaskSampler(loaded.tasks, config, random.Random(0)),
+                               LongerIsBetter(), config, PairStats(), loaded.worlds(), decoding)
+    varied = 0
+    for clip in sampled:
+        request = loaded.request(clip.stream_id, clip.position, policy.frames_per_clip)
+        greedy = thinking_ids(policy, sample_group(policy, request, 1, 0.0, decoding[1], decoding[0]())[0])
+        assert clip.candidates and all(list(c.output_ids[: len(greedy)]) == greedy for c in clip.candidates)
+        varied += len({c.text for c in clip.candidates}) > 1
+    assert varied  # what follows the thinking is sampled
+    with pytest.raises(ValueError, match="sample"):
+        PhaseTwoConfig(sample="thinking")

@@ -30,14 +30,15 @@ import os
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import LogitsProcessor
 
 from taskmem_nodes.adapters import AdapterRegistry
-from taskmem_nodes.models.steering import ADAPTER_SUFFIX, AdapterInfo, SteeringAdapter
+from taskmem_nodes.models.steering import ADAPTER_SUFFIX, THINK_END, AdapterInfo, SteeringAdapter
 from taskmem_nodes.models.transformers_backend import checkpoint_version
 from taskmem_nodes.records import MemoryRecord, TaskLogRecord
 from taskmem_nodes.train.deployment import Deployment
@@ -84,6 +85,10 @@ class PhaseTwoConfig:
     rejected: str = "chain"
     """The loser of a clip's pair: "chain" (the end of the longest preference chain, as in the method) or
     "greedy" (the frozen policy's greedy memory of the clip, judged among the candidates)."""
+    sample: str = "output"
+    """What the candidates sample: "output" (thinking and memory, as in the method) or "memory" (the frozen
+    policy's greedy thinking, then the memory sampled: candidates differ in what they write, not in how they
+    read the clip; for a memory-only vector, `dpo: {steer: memory}`)."""
     validation_every: int = 4
     """Every n-th clip of a stream is held out for the evaluation gate."""
     min_win_rate: float = 0.55
@@ -102,6 +107,8 @@ class PhaseTwoConfig:
     def __post_init__(self):
         if self.rejected not in ("chain", "greedy"):
             raise ValueError(f"rejected must be 'chain' or 'greedy', not {self.rejected!r}")
+        if self.sample not in ("output", "memory"):
+            raise ValueError(f"sample must be 'output' or 'memory', not {self.sample!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> PhaseTwoConfig:
@@ -157,6 +164,31 @@ def as_candidate(policy: RestrictedPolicy, ids: torch.Tensor, world, clip: ClipR
                      correctness)
 
 
+def thinking_ids(policy: RestrictedPolicy, ids: torch.Tensor) -> list[int]:
+    """The generated ids up to and including `</think>` (all of them when the output never closes its thinking)."""
+    think_end = policy.tokenizer.convert_tokens_to_ids(THINK_END)
+    ends = (ids == think_end).nonzero()
+    return ids[: int(ends[0]) + 1].tolist() if len(ends) else ids.tolist()
+
+
+class ForcedPrefix(LogitsProcessor):
+    """Forces the first generated tokens to be `prefix`, so that sampled rows differ only after it."""
+
+    def __init__(self, prefix: Sequence[int]):
+        self.prefix = list(prefix)
+        self._prompt_tokens: int | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._prompt_tokens is None:
+            self._prompt_tokens = input_ids.shape[1]
+        generated = input_ids.shape[1] - self._prompt_tokens
+        if generated >= len(self.prefix):
+            return scores
+        forced = torch.full_like(scores, -torch.inf)
+        forced[:, self.prefix[generated]] = 0.0
+        return forced
+
+
 def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[tuple[str, int]],
                   sampler: TaskSampler, judge: TaskJudge, config: PhaseTwoConfig, stats: PairStats,
                   worlds: dict, decoding: tuple[Callable, int] = (list, 200), on_clip: Callable[[], None] | None = None,
@@ -171,13 +203,14 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
                       deployment.preceding_texts(stream_id, position))
         policy.model.eval()
         processors, max_new_tokens = decoding
-        rollouts = sample_group(policy, request, config.rollouts, config.temperature, max_new_tokens, processors())
         world = worlds.get(stream_id)
+        greedy_ids = sample_group(policy, request, 1, 0.0, max_new_tokens, processors())[0] \
+            if config.rejected == "greedy" or config.sample == "memory" else None
+        forced = [ForcedPrefix(thinking_ids(policy, greedy_ids))] if config.sample == "memory" else []
+        rollouts = sample_group(policy, request, config.rollouts, config.temperature, max_new_tokens,
+                                [*processors(), *forced])
         candidates = [c for c in (as_candidate(policy, ids, world, ref) for ids in rollouts) if c is not None]
-        greedy = None
-        if config.rejected == "greedy":
-            greedy = as_candidate(policy, sample_group(policy, request, 1, 0.0, max_new_tokens, processors())[0],
-                                  world, ref)
+        greedy = as_candidate(policy, greedy_ids, world, ref) if config.rejected == "greedy" else None
         task_type, questions = sampler.draw()
         sampled.append(SampledClip(stream_id, position, ref, task_type, tuple(questions), tuple(candidates)))
         pair = None
@@ -196,7 +229,7 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
 
 PAIRS_FILE = "pairs.json"
 JUDGING_SETTINGS = ("rollouts", "temperature", "max_new_tokens", "questions", "recent_tasks", "min_tasks",
-                    "task_types", "max_length_gap", "rejected", "validation_every", "judge", "seed")
+                    "task_types", "max_length_gap", "rejected", "sample", "validation_every", "judge", "seed")
 
 
 def pairs_key(deployment: Deployment, config: PhaseTwoConfig, model_version: str) -> str:
