@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,3 +161,14 @@ def test_inspect_counts_true_statements_by_kind(tmp_path, monkeypatch):
     perfect = statement_truth(policy, 3)
     assert perfect["entries"] == perfect["scan_right"] == perfect["written_right"] == 3
     assert perfect["new_stated"] <= perfect["new_facts"] and perfect["other_true"] == perfect["other_said"]
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "config" / "train").glob("*.yaml")),
+                         ids=lambda path: path.name)
+def test_every_shipped_training_recipe_loads(recipe):
+    from taskmem_nodes.train.gspo import PhaseOneConfig
+    from taskmem_nodes.train.phase_two import PhaseTwoConfig
+
+    kind = {"warm_start": WarmStartConfig, "phase_one": PhaseOneConfig, "phase_two": PhaseTwoConfig}
+    config = kind[next(k for k in kind if recipe.name.startswith(k))].from_yaml(recipe)
+    assert config.out_dir.startswith("runs/")
