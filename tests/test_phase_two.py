@@ -228,3 +228,23 @@ def test_memory_sampling_keeps_the_greedy_thinking_and_samples_only_the_memory(d
     assert varied  # what follows the thinking is sampled
     with pytest.raises(ValueError, match="sample"):
         PhaseTwoConfig(sample="thinking")
+
+
+def test_sampled_choices_are_the_next_statement_and_going_on_or_closing_and_nothing_else():
+    import torch
+
+    from taskmem_nodes.train.phase_two import SampledChoices
+
+    full_stop, closing, prompt = 1, 2, [[7, 7, 7]] * 3
+    scores = torch.tensor([[0.0, 3.0, 2.0, 1.0, 0.5],   # the greedy token ends a statement
+                           [0.0, 1.0, 0.5, 3.0, 2.0],   # the statement goes on
+                           [0.0, 1.0, 0.5, 3.0, 2.0]])  # a statement has just ended
+    choices = SampledChoices(full_stop, closing, temperature=0.5, skip=1)
+    assert torch.equal(choices(torch.tensor(prompt), scores).isfinite(), scores == scores.max(1, keepdim=True).values)
+    past_skip = torch.tensor([[*row, 5, 5] for row in prompt])
+    past_skip[2, -1] = full_stop
+    out = choices(past_skip, scores)
+    assert out[0].isfinite().tolist() == [False, True, True, False, False]  # go on or close, sampled
+    assert torch.allclose(out[0, [1, 2]], scores[0, [1, 2]] / 0.5)
+    assert out[1].isfinite().tolist() == [False, False, False, True, False]  # greedy
+    assert torch.allclose(out[2], scores[2] / 0.5)  # which statement comes next: any, sampled

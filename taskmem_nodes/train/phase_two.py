@@ -51,6 +51,7 @@ from taskmem_nodes.train.steering_dpo import DpoExample, DpoSettings, resolve_la
 from taskmem_nodes.train.task_judge import ClipRef, TaskJudge, make_task_judge
 
 ABSTAIN_ONLY_TYPES = ("not_seen",)  # no memory content answers them: nothing to steer toward
+SAMPLING = ("output", "memory", "choices")
 
 
 @dataclass
@@ -86,9 +87,12 @@ class PhaseTwoConfig:
     """The loser of a clip's pair: "chain" (the end of the longest preference chain, as in the method) or
     "greedy" (the frozen policy's greedy memory of the clip, judged among the candidates)."""
     sample: str = "output"
-    """What the candidates sample: "output" (thinking and memory, as in the method) or "memory" (the frozen
+    """What the candidates sample: "output" (thinking and memory, as in the method), "memory" (the frozen
     policy's greedy thinking, then the memory sampled: candidates differ in what they write, not in how they
-    read the clip; for a memory-only vector, `dpo: {steer: memory}`)."""
+    read the clip; for a memory-only vector, `dpo: {steer: memory}`) or "choices" (the greedy thinking, then the
+    memory greedy but for its choices, sampled at `temperature` (`SampledChoices`): which statement follows a
+    full stop, and whether the memory goes on or closes; candidates differ in which facts and how many they
+    write, each copied as the policy copies it greedily)."""
     validation_every: int = 4
     """Every n-th clip of a stream is held out for the evaluation gate."""
     min_win_rate: float = 0.55
@@ -107,8 +111,8 @@ class PhaseTwoConfig:
     def __post_init__(self):
         if self.rejected not in ("chain", "greedy"):
             raise ValueError(f"rejected must be 'chain' or 'greedy', not {self.rejected!r}")
-        if self.sample not in ("output", "memory"):
-            raise ValueError(f"sample must be 'output' or 'memory', not {self.sample!r}")
+        if self.sample not in SAMPLING:
+            raise ValueError(f"sample must be one of {', '.join(SAMPLING)}, not {self.sample!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> PhaseTwoConfig:
@@ -189,6 +193,43 @@ class ForcedPrefix(LogitsProcessor):
         return forced
 
 
+class SampledChoices(LogitsProcessor):
+    """Greedy decoding but for a memory's choices, sampled at `temperature` past the first `skip` generated
+    tokens: the token after a statement's full stop (which statement comes next) and, where the greedy token
+    ends a statement, whether the memory goes on or closes (only those two tokens). Run with `do_sample` at
+    temperature 1 and as the last processor, after those that mask tokens."""
+
+    def __init__(self, full_stop: int, closing_stop: int, temperature: float, skip: int = 0):
+        self.full_stop, self.closing_stop = full_stop, closing_stop
+        self.temperature = temperature
+        self.skip = skip
+        self._prompt_tokens: int | None = None
+
+    @classmethod
+    def for_policy(cls, policy: RestrictedPolicy, temperature: float, skip: int = 0) -> SampledChoices:
+        """The full stop that goes on ('.') and the one that closes the JSON string ('."'), as tokenized."""
+        encode = policy.tokenizer.encode
+        return cls(encode(".", add_special_tokens=False)[0], encode('."', add_special_tokens=False)[0],
+                   temperature, skip)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._prompt_tokens is None:
+            self._prompt_tokens = input_ids.shape[1]
+        past_skip = input_ids.shape[1] - self._prompt_tokens > self.skip
+        best = scores.argmax(dim=1, keepdim=True)
+        out = torch.full_like(scores, -torch.inf).scatter_(1, best, 0.0)  # greedy
+        if not past_skip:
+            return out
+        next_statement = input_ids[:, -1] == self.full_stop
+        out[next_statement] = scores[next_statement] / self.temperature
+        stops = torch.tensor([self.full_stop, self.closing_stop])
+        go_on_or_close = ~next_statement & torch.isin(best[:, 0], stops)
+        for row in go_on_or_close.nonzero()[:, 0].tolist():
+            out[row] = -torch.inf
+            out[row, stops] = scores[row, stops] / self.temperature
+        return out
+
+
 def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[tuple[str, int]],
                   sampler: TaskSampler, judge: TaskJudge, config: PhaseTwoConfig, stats: PairStats,
                   worlds: dict, decoding: tuple[Callable, int] = (list, 200), on_clip: Callable[[], None] | None = None,
@@ -205,9 +246,15 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
         processors, max_new_tokens = decoding
         world = worlds.get(stream_id)
         greedy_ids = sample_group(policy, request, 1, 0.0, max_new_tokens, processors())[0] \
-            if config.rejected == "greedy" or config.sample == "memory" else None
-        forced = [ForcedPrefix(thinking_ids(policy, greedy_ids))] if config.sample == "memory" else []
-        rollouts = sample_group(policy, request, config.rollouts, config.temperature, max_new_tokens,
+            if config.rejected == "greedy" or config.sample != "output" else None
+        forced, temperature = [], config.temperature
+        if config.sample != "output":
+            thinking = thinking_ids(policy, greedy_ids)
+            forced.append(ForcedPrefix(thinking))
+            if config.sample == "choices":  # the processor applies the temperature where it samples
+                forced.append(SampledChoices.for_policy(policy, config.temperature, skip=len(thinking)))
+                temperature = 1.0
+        rollouts = sample_group(policy, request, config.rollouts, temperature, max_new_tokens,
                                 [*processors(), *forced])
         candidates = [c for c in (as_candidate(policy, ids, world, ref) for ids in rollouts) if c is not None]
         greedy = as_candidate(policy, greedy_ids, world, ref) if config.rejected == "greedy" else None
