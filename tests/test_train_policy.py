@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from taskmem_nodes.memorizer import Memorizer
+from taskmem_nodes.models.packed import ensure_default_model
 from taskmem_nodes.models.policy_spec import POLICY_FILE, PolicySpec
 from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
 from taskmem_nodes.models.transformers_backend import TransformersBackend, TransformersBackendConfig
@@ -164,3 +165,70 @@ def test_attention_guide_pairs_scanned_tokens_with_their_cells_vision_tokens(tmp
     assert [policy.tokenizer.decode(ids[q + 1]) for q in queries[cells:]] == ["1", "1"]
     assert keys[owners == cells + 1].tolist() == [tracker_digit, thinking_digit]
     assert (keys[:2] - video[-48]).tolist() == [example.cell_refs[0][2]] * 2  # "purple ball" -> its cell, twice
+
+
+def test_count_refs_tie_each_object_count_to_the_units_the_scan_lists():
+    world = World(WorldConfig(seed=555_001))
+    examples = list(stream_examples(world, frames_per_clip=2))[:30]
+    changed_place = 0
+    for example in examples:
+        objects = [s for s in statements(example.description) if s[0].isdigit()]
+        assert len(example.count_refs) == len(objects)  # every object statement is counted from the scan
+        for (start, end, spans), sentence in zip(example.count_refs, objects, strict=True):
+            count = example.target[start:end]
+            label, *units = (example.target[a:b] for a, b in spans)
+            assert int(count) == len(units) and len(set(units)) == 1  # "2 green boxes": "green box", twice
+            assert sentence.startswith(f"{count} {units[0]}") and sentence.rstrip(".").endswith(f" {label}")
+            changed_place += spans[0][0] > example.target.index(" last:")
+    assert changed_place  # a place that changed is counted as the last frame shows it
+
+
+def test_counting_guide_asks_for_an_even_split_over_the_place_and_its_units(tmp_path):
+    from taskmem_nodes.models.tiny import build_tiny_checkpoint
+    from taskmem_nodes.train.warm_start import WarmStartConfig, _AttentionGuide
+
+    checkpoint = build_tiny_checkpoint(tmp_path / "tiny", text_hidden=64, layers=1, heads=2, vision_depth=1,
+                                       vision_hidden=32)
+    allowed = training_vocabulary(build_qwen_tokenizer(), WorldConfig(), worlds=2)
+    policy = RestrictedPolicy.load(checkpoint, allowed, frames_per_clip=2)
+    example = next(e for e in stream_examples(World(WorldConfig(seed=555_001)), frames_per_clip=2)
+                   if any(len(spans) == 4 for _, _, spans in e.count_refs))  # one statement counts 3 units
+    sequence = policy.encode(example.request, example.target)
+    guide = _AttentionGuide(policy, WarmStartConfig(count_guide_weight=1.0))
+    pairs = guide.count_pairs(example, sequence)
+    ids = sequence.inputs["input_ids"][0]
+    for (query, keys), (start, end, spans) in zip(pairs, example.count_refs, strict=True):
+        assert policy.tokenizer.decode(ids[query + 1]) == example.target[start:end]  # the count it predicts
+        label, *units = (policy.tokenizer.decode(ids[k]).strip() for k in keys)
+        assert example.target[spans[0][0]:spans[0][1]] == label and len(units) == len(spans) - 1
+        assert all(example.target[a:b].endswith(unit) for (a, b), unit in zip(spans[1:], units, strict=True))
+    length = ids.shape[0]
+    even = torch.zeros(2, length, length)
+    for query, keys in pairs:
+        even[:, query, keys] = 1.0 / len(keys)
+    expected = sum(torch.log(torch.tensor(float(len(keys)))) for _, keys in pairs) / len(pairs)
+    assert guide.count_loss(example, sequence, even).item() == pytest.approx(expected.item(), rel=1e-5)
+    on_label = torch.zeros(2, length, length)
+    for query, keys in pairs:
+        on_label[:, query, keys[0]] = 1.0  # all on the place: the units are not counted
+    assert guide.count_loss(example, sequence, on_label).item() > expected.item() + 3
+
+
+def test_count_digits_can_weigh_more_in_the_text_loss():
+    from taskmem_nodes.train.warm_start import count_positions, text_loss
+
+    policy = RestrictedPolicy.load(ensure_default_model())  # a real tokenizer and vocabulary; the weights do not matter
+    example = next(e for e in stream_examples(World(WorldConfig(seed=555_001)), frames_per_clip=2)
+                   if len(e.count_refs) >= 2)
+    sequence = policy.encode(example.request, example.target)
+    weights = count_positions(policy, example, 10.0)
+    digits = [policy.tokenizer.decode([int(policy.allowed[sequence.labels[j]])]) for j in weights]
+    assert digits == [example.target[a:b] for a, b, _ in example.count_refs]
+    assert count_positions(policy, example, 1.0) == {}
+    with torch.no_grad():
+        logits = policy.target_logits(sequence)
+    each = torch.nn.functional.cross_entropy(logits, sequence.labels, reduction="none")
+    assert text_loss(logits, sequence, {}).item() == pytest.approx(each.mean().item())
+    n, on_digits = len(each), each[list(weights)].sum()
+    expected = (each.sum() + 9 * on_digits) / (n + 9 * len(weights))
+    assert text_loss(logits, sequence, weights).item() == pytest.approx(expected.item(), rel=1e-5)

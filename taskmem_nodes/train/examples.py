@@ -36,6 +36,9 @@ CellRef = tuple[int, int, int]
 """(start, end, cell): characters of the thinking that name what one layout cell of the newest clip shows."""
 IdRef = tuple[int, int, str]
 """(start, end, entity): characters of the target that copy a tracker id (its digits), and the entity id."""
+CountRef = tuple[int, int, tuple[tuple[int, int], ...]]
+"""(start, end, spans): the count digit of an object statement in the target, and the spans of the thinking it is
+counted from: the place's label, then each unit of that colour and kind the scan lists there."""
 
 
 def _scan_part(text: str, items: list[tuple[str, int]]) -> tuple[str, list[CellRef]]:
@@ -128,6 +131,7 @@ class ClipExample:
     frame_span: tuple[float, float] = (0.0, 0.0)  # stream times of the clip's first and last frame shown
     cell_refs: tuple[CellRef, ...] = ()  # spans of `target` naming what a cell of the newest clip shows
     id_refs: tuple[IdRef, ...] = ()  # spans of `target` copying a tracker id (none without a tracker)
+    count_refs: tuple[CountRef, ...] = ()  # each object statement's count digit and the scan's units it counts
 
 
 def stream_clips(world: World, sample_fps: float, *, tracker: bool = True) -> list[Clip]:
@@ -198,15 +202,45 @@ def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -
     return any(look(first, slot) != look(last, slot) for slot in slots)
 
 
-def target_description(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True,
-                       max_new_facts: int = 0) -> str:
-    """The warm start's target: the clip's new content (or everything it shows) that the frames shown tell of;
-    with `max_new_facts` > 0, the room and at most that many of the other facts (`within_budget`)."""
+def target_facts(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True,
+                 max_new_facts: int = 0) -> list[Fact]:
+    """The warm start's target facts: the clip's new content (or everything it shows) that the frames shown tell
+    of; with `max_new_facts` > 0, the room and at most that many of the other facts (`within_budget`)."""
     clip = world.clips[index]
     facts = [f for f in (world.new_facts(index) if new_only else clip.facts) if seen_between(clip, f, frame_span)]
     if max_new_facts:
         facts = within_budget(facts, max_new_facts, random.Random(f"{world.config.seed}/{index}"))
-    return " ".join(f.text for f in facts)
+    return facts
+
+
+def target_description(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True,
+                       max_new_facts: int = 0) -> str:
+    """The text of `target_facts`: the warm start's target memory."""
+    return " ".join(f.text for f in target_facts(world, index, frame_span, new_only=new_only,
+                                                 max_new_facts=max_new_facts))
+
+
+def counted_units(thinking: str, room: str, fact: Fact) -> tuple[tuple[int, int], ...]:
+    """Where the scan lists what an object statement counts: the span of the place's label (`shelf`) and of each
+    unit of the fact's colour and kind there, in the scan of the last frame if that place changed, else of the
+    first (a statement gives the place as it is at the clip's end). Empty when the scan does not list them."""
+    _, colour, kind, place, _ = fact.key
+    label = f" {place.removeprefix(room + ' ')}:"
+    last = thinking.find(" last:")
+    at = thinking.find(label, last) if last >= 0 else -1
+    if at < 0:
+        at = thinking.find(label)
+    if at < 0:
+        return ()
+    start = at + 1
+    end = thinking.index(".", start)
+    spans, cursor = [(start, start + len(label) - 2)], start + len(label)
+    for item in thinking[cursor:end].split(","):
+        item_start = thinking.index(item.strip(), cursor)
+        if item.strip() == f"{colour} {kind}":
+            spans.append((item_start, item_start + len(item.strip())))
+        cursor = item_start + len(item.strip())
+    return tuple(spans) if len(spans) > 1 else ()
 
 
 def within_budget(facts: list[Fact], max_facts: int, rng: random.Random) -> list[Fact]:
@@ -219,14 +253,24 @@ def within_budget(facts: list[Fact], max_facts: int, rng: random.Random) -> list
 
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
              new_only: bool, tracked: bool = False, new_room: bool = False, max_new_facts: int = 0) -> ClipExample:
-    description = target_description(world, index, span, new_only=new_only, max_new_facts=max_new_facts)
+    facts = target_facts(world, index, span, new_only=new_only, max_new_facts=max_new_facts)
+    description = " ".join(f.text for f in facts)
     thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked, new_room)
     target = target_output(description, thinking)
     offset = target.index(thinking)
+    described = target.rindex(json.dumps(description)) + 1  # the JSON string holds it verbatim (plain ASCII)
     id_refs = [(offset + start, offset + end, entity) for start, end, entity in thinking_ids]
-    if tracked:  # the description's JSON string holds it verbatim (plain ASCII, nothing escaped)
-        described = target.rindex(json.dumps(description)) + 1
+    if tracked:
         id_refs += [(described + start, described + end, entity)
                     for start, end, entity in person_mentions(description)]
+    count_refs, cursor = [], described
+    for fact in facts:
+        at = target.index(fact.text, cursor)
+        cursor = at + len(fact.text)
+        units = counted_units(thinking, world.clips[index].room, fact) if fact.key[0] == "object" else ()
+        if units:
+            digits = len(str(fact.key[4]))
+            count_refs.append((at, at + digits, tuple((offset + a, offset + b) for a, b in units)))
     return ClipExample(world, index, request, description, target, span,
-                       tuple((offset + start, offset + end, cell) for start, end, cell in refs), tuple(id_refs))
+                       tuple((offset + start, offset + end, cell) for start, end, cell in refs), tuple(id_refs),
+                       tuple(count_refs))
