@@ -205,7 +205,6 @@ class _AttentionGuide:
     def active(self) -> bool:
         return bool(self.weight or self.count_weight)
 
-
     def pairs(self, example: ClipExample, sequence) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(query positions, key positions, owners): the position predicting each guided target token, and the
         keys it should attend to, each key with the index of its query (a copied id has one key per earlier
