@@ -198,7 +198,7 @@ class _AttentionGuide:
     def __init__(self, policy: RestrictedPolicy, config: WarmStartConfig):
         self.policy, self.weight, self.layer = policy, config.attention_guide_weight, config.attention_layer
         self.count_weight = config.count_guide_weight
-        if self.weight or self.count_weight:
+        if self.active:
             policy.model.set_attn_implementation("eager")  # sdpa returns no attention weights
 
     @property
