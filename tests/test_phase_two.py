@@ -174,10 +174,11 @@ class LongerIsBetter:
 def test_a_greedy_loser_is_the_frozen_policys_greedy_memory(deployment):
     import random
 
-    from taskmem_nodes.train.gspo import description_of, sample_group
+    from taskmem_nodes.train.gspo import description_of
     from taskmem_nodes.train.phase_two import TaskSampler, collect_pairs, split_clips
     from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
     from taskmem_nodes.train.preferences import PairStats
+    from taskmem_nodes.train.rollouts import sample_group
 
     folder, warm, _ = deployment
     loaded = Deployment.load(folder)
@@ -204,10 +205,10 @@ def test_a_greedy_loser_is_the_frozen_policys_greedy_memory(deployment):
 def test_memory_sampling_keeps_the_greedy_thinking_and_samples_only_the_memory(deployment):
     import random
 
-    from taskmem_nodes.train.gspo import sample_group
-    from taskmem_nodes.train.phase_two import TaskSampler, collect_pairs, split_clips, thinking_ids
+    from taskmem_nodes.train.phase_two import TaskSampler, collect_pairs, split_clips
     from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
     from taskmem_nodes.train.preferences import PairStats
+    from taskmem_nodes.train.rollouts import sample_group, thinking_ids
 
     folder, warm, _ = deployment
     loaded = Deployment.load(folder)
@@ -233,7 +234,7 @@ def test_memory_sampling_keeps_the_greedy_thinking_and_samples_only_the_memory(d
 def test_sampled_choices_are_the_next_statement_and_going_on_or_closing_and_nothing_else():
     import torch
 
-    from taskmem_nodes.train.phase_two import SampledChoices
+    from taskmem_nodes.train.rollouts import SampledChoices
 
     full_stop, closing, prompt = 1, 2, [[7, 7, 7]] * 3
     scores = torch.tensor([[0.0, 3.0, 2.0, 1.0, 0.5],   # the greedy token ends a statement

@@ -58,7 +58,7 @@ def test_memory_span_dpo_prefers_the_chosen_memory(policy_and_request):
 
 def test_memory_steering_leaves_the_prompt_and_the_thinking_as_the_frozen_policy_computes_them(policy_and_request):
     from taskmem_nodes.models.steering import MemoryPositions, SteeringHook
-    from taskmem_nodes.train.gspo import sample_group
+    from taskmem_nodes.train.rollouts import sample_group
 
     policy, request = policy_and_request
     positions = MemoryPositions.for_tokenizer(policy.tokenizer)

@@ -108,8 +108,9 @@ def test_greedy_carry_is_what_the_deployed_policy_writes(tmp_path):
     """With `carry: greedy` the stream goes on with the memory greedy decoding writes (the shipped model's,
     which parses), not with a sampled rollout; with `baseline: greedy` that memory's reward is the baseline."""
     from taskmem_nodes.models.packed import ensure_default_model
-    from taskmem_nodes.train.gspo import description_of, sample_group
+    from taskmem_nodes.train.gspo import description_of
     from taskmem_nodes.train.policy_model import RestrictedPolicy
+    from taskmem_nodes.train.rollouts import sample_group
 
     config = PhaseOneConfig(init_checkpoint=str(ensure_default_model()), streams=1, group_size=2, steps=1,
                             temperature=1.5, max_new_tokens=200, carry="greedy", baseline="greedy",
@@ -124,6 +125,44 @@ def test_greedy_carry_is_what_the_deployed_policy_writes(tmp_path):
     assert greedy.startswith("in the "), greedy
     assert state["streams"][0]["memories"] == [greedy]
     assert -3 <= state["log"][0]["greedy_reward"] <= 3  # the self-critical baseline was scored
+
+
+@pytest.mark.timeout(600)
+def test_choice_groups_follow_the_deployed_greedy_output_and_differ_only_at_its_choices(tmp_path):
+    """With `sample: choices` every rollout keeps the deployed greedy thinking and first leaves the greedy output
+    where a statement ends (go on or close) or a new one starts; the stream goes on with that greedy memory."""
+    from taskmem_nodes.memorizer import memorizer_parameters
+    from taskmem_nodes.models.packed import ensure_default_model
+    from taskmem_nodes.train.gspo import description_of
+    from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
+    from taskmem_nodes.train.rollouts import choice_group, thinking_ids
+
+    config = PhaseOneConfig(init_checkpoint=str(ensure_default_model()), streams=1, group_size=3, steps=1,
+                            temperature=1.5, max_new_tokens=200, sample="choices", carry="greedy",
+                            out_dir=str(tmp_path / "rl"))
+    policy = RestrictedPolicy.load(config.init_checkpoint)
+    policy.model.float()
+    curriculum = Curriculum(config, policy.frames_per_clip)
+    request = curriculum.request(curriculum.states[0])
+    decoding = inference_decoding(policy, memorizer_parameters(), config.max_new_tokens)
+    torch.manual_seed(0)
+    greedy, rollouts = choice_group(policy, request, 8, config.temperature, decoding)
+    thinking = thinking_ids(policy, greedy)
+    full_stop, closing = (policy.tokenizer.encode(s, add_special_tokens=False)[0] for s in ('.', '."'))
+    assert len(rollouts) == 8 and all(r[: len(thinking)].tolist() == thinking for r in rollouts)
+    departures = 0
+    for rollout in rollouts:
+        differs = [i for i in range(min(len(rollout), len(greedy))) if rollout[i] != greedy[i]]
+        if differs:
+            at = differs[0]
+            departures += 1
+            assert at > len(thinking) and (greedy[at - 1] == full_stop or greedy[at] in (full_stop, closing))
+    assert departures  # at 1.5 some rollouts choose otherwise
+    train_phase_one(config)
+    state = torch.load(tmp_path / "rl" / "last" / "trainer_state.pt", weights_only=False)
+    assert state["streams"][0]["memories"] == [description_of(policy.output_text(greedy))]
+    with pytest.raises(ValueError, match="sample"):
+        PhaseOneConfig(sample="thinking")
 
 
 def test_phase_one_rejects_an_unknown_carry_or_baseline():

@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 
 from taskmem_nodes.memorizer import memorizer_parameters
-from taskmem_nodes.models.transformers_backend import AllowedTokens, prepare_inputs
 from taskmem_nodes.policy import (
     PRECEDING_MEMORIES,
     MemoryParseError,
@@ -45,6 +44,7 @@ from taskmem_nodes.train.examples import stream_clips
 from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry, statement_values
 from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
 from taskmem_nodes.train.rewards import RewardConfig, score_group
+from taskmem_nodes.train.rollouts import choice_group, sample_group
 from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, save_model, start_or_resume
 from taskmem_nodes.train.statement_credit import centred_credits, statement_token_credit, token_offsets
 from taskmem_nodes.train.validation import VALIDATION_SEEDS, validate
@@ -69,7 +69,14 @@ class PhaseOneConfig:
     group_size: int = 8
     """Rollouts per clip (the paper: 8)."""
     temperature: float = 1.0
-    """Sampling temperature of the rollouts."""
+    """Sampling temperature of the rollouts (with `sample: choices`, of their choices)."""
+    sample: str = "free"
+    """How a group is sampled: "free" (every token at `temperature`, the method) or "choices" (decoded as the
+    deployed memorizer decodes, through its format enforcer and budgets, greedily but for the memory's choices:
+    the greedy thinking, then which statement follows a full stop and whether the memory goes on or closes
+    sampled at `temperature`, `rollouts.choice_group`). With "choices" the group differs only where the deployed
+    greedy policy decides what to write, so the update is about those decisions, not about how it reads the
+    clip; the greedy output is the group's reference (`carry: greedy` costs nothing more)."""
     max_new_tokens: int = 96
     """Longest rollout."""
     steps: int = 200
@@ -130,7 +137,7 @@ class PhaseOneConfig:
         for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy", "length")),
                               ("scale", ("std", "none")), ("push", ("both", "up", "correct")),
                               ("credit", ("sequence", "statement")), ("validation_decoding", ("free", "deployed")),
-                              ("select_by", ("reward", "rich"))):
+                              ("select_by", ("reward", "rich")), ("sample", ("free", "choices"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
 
@@ -199,32 +206,6 @@ class Curriculum:
             self.next_seed += 1
 
 
-def sample_group(policy: RestrictedPolicy, request, group_size: int, temperature: float, max_new_tokens: int,
-                 extra_processors: Sequence = ()) -> list[torch.Tensor]:
-    """`group_size` rollouts (generated token ids, end-of-turn included) from the current policy, greedy (one)
-    at temperature 0; decoding is restricted to the policy's ids, then by `extra_processors` (e.g. the
-    inference format enforcer)."""
-    from transformers import LogitsProcessorList
-
-    _, inputs = prepare_inputs(policy.processor, request)
-    prompt_tokens = inputs["input_ids"].shape[1]
-    eos = policy.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    with torch.no_grad():
-        output = policy.model.generate(
-            **inputs, **({"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0,
-                          "num_return_sequences": group_size} if temperature > 0 else {"do_sample": False}),
-            max_new_tokens=max_new_tokens,
-            logits_processor=LogitsProcessorList([AllowedTokens(policy.allowed), *extra_processors]),
-            eos_token_id=eos,
-            pad_token_id=eos,
-        )
-    rollouts = []
-    for row in output[:, prompt_tokens:]:
-        ends = (row == eos).nonzero()
-        rollouts.append(row[: int(ends[0]) + 1] if len(ends) else row)
-    return rollouts
-
-
 def gspo_loss(policy: RestrictedPolicy, request, rollouts: list[torch.Tensor],
               advantages: Sequence[float | torch.Tensor], epsilon: float,
               old_logprobs: list[float] | None = None) -> torch.Tensor:
@@ -275,6 +256,7 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         if on_validation is not None:
             on_validation(step, figures)
 
+    choice_decoding = inference_decoding(policy, memorizer_parameters(), config.max_new_tokens)
     supervised = ExampleSource(curriculum.world_config, policy.frames_per_clip, SUPERVISED_SEED + config.seed)
     step = state["step"]
     validate_at(step)
@@ -283,7 +265,7 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         optimizer.zero_grad()
         summary = {}
         if config.rl:
-            groups = [_learn_from_clip(policy, curriculum, stream, config, rewards, count_tokens)
+            groups = [_learn_from_clip(policy, curriculum, stream, config, rewards, count_tokens, choice_decoding)
                       for stream in curriculum.states]
             summary = {key: sum(g[key] for g in groups) / len(groups) for key in groups[0]}
         if config.supervised_weight > 0:
@@ -329,16 +311,22 @@ def _add_supervised_gradient(policy: RestrictedPolicy, examples: ExampleSource, 
 
 
 def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: StreamState,
-                     config: PhaseOneConfig, rewards: RewardConfig, count_tokens) -> dict[str, float]:
-    """Sample a group for the stream's current clip, score it, add its GSPO gradient (scaled to the step's
-    streams), advance the stream with the policy's own memory; returns the group's means."""
+                     config: PhaseOneConfig, rewards: RewardConfig, count_tokens,
+                     choice_decoding: tuple[Callable[[], list], int]) -> dict[str, float]:
+    """Sample a group for the stream's current clip (choices as `choice_decoding` decodes), score it, add its
+    GSPO gradient (scaled to the step's streams), advance the stream with the policy's own memory; returns the
+    group's means."""
     request = curriculum.request(stream)
     policy.model.eval()
-    rollouts = sample_group(policy, request, config.group_size, config.temperature, config.max_new_tokens)
+    greedy = None
+    if config.sample == "choices":
+        greedy_ids, rollouts = choice_group(policy, request, config.group_size, config.temperature, choice_decoding)
+        greedy = policy.output_text(greedy_ids)
+    else:
+        rollouts = sample_group(policy, request, config.group_size, config.temperature, config.max_new_tokens)
     texts = [policy.output_text(r) for r in rollouts]
     judge = curriculum.judge(stream)
-    greedy = None
-    if config.carry == "greedy" or config.baseline == "greedy":
+    if greedy is None and (config.carry == "greedy" or config.baseline == "greedy"):
         greedy = policy.output_text(sample_group(policy, request, 1, 0.0, config.max_new_tokens)[0])
     if config.baseline == "greedy":  # ranked for richness together with the samples
         *scored, greedy_scored = score_group([*texts, greedy], judge, count_tokens, rewards)

@@ -12,8 +12,8 @@ from taskmem_nodes.policy import MemoryParseError, parse_output
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import stream_examples
 from taskmem_nodes.train.fact_judge import statements
-from taskmem_nodes.train.gspo import sample_group
 from taskmem_nodes.train.policy_model import RestrictedPolicy
+from taskmem_nodes.train.rollouts import sample_group
 
 HELD_OUT_SEEDS = (555_001, 555_002, 555_003)
 """World seeds no recipe trains on (training worlds start at 1,000,000; benchmark worlds are seed * 1000 + i)."""

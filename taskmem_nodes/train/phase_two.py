@@ -30,22 +30,22 @@ import os
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import LogitsProcessor
 
 from taskmem_nodes.adapters import AdapterRegistry
-from taskmem_nodes.models.steering import ADAPTER_SUFFIX, THINK_END, AdapterInfo, SteeringAdapter
+from taskmem_nodes.models.steering import ADAPTER_SUFFIX, AdapterInfo, SteeringAdapter
 from taskmem_nodes.models.transformers_backend import checkpoint_version
 from taskmem_nodes.records import MemoryRecord, TaskLogRecord
 from taskmem_nodes.train.deployment import Deployment
 from taskmem_nodes.train.fact_judge import judge_entry
-from taskmem_nodes.train.gspo import description_of, sample_group
+from taskmem_nodes.train.gspo import description_of
 from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
 from taskmem_nodes.train.preferences import Candidate, PairStats, PreferencePair, pairs_for_clip
+from taskmem_nodes.train.rollouts import ForcedPrefix, choice_group, sample_group, thinking_ids
 from taskmem_nodes.train.runs import load_recipe
 from taskmem_nodes.train.steering_dpo import DpoExample, DpoSettings, resolve_layer, train_steering_vector
 from taskmem_nodes.train.task_judge import ClipRef, TaskJudge, make_task_judge
@@ -168,68 +168,6 @@ def as_candidate(policy: RestrictedPolicy, ids: torch.Tensor, world, clip: ClipR
                      correctness)
 
 
-def thinking_ids(policy: RestrictedPolicy, ids: torch.Tensor) -> list[int]:
-    """The generated ids up to and including `</think>` (all of them when the output never closes its thinking)."""
-    think_end = policy.tokenizer.convert_tokens_to_ids(THINK_END)
-    ends = (ids == think_end).nonzero()
-    return ids[: int(ends[0]) + 1].tolist() if len(ends) else ids.tolist()
-
-
-class ForcedPrefix(LogitsProcessor):
-    """Forces the first generated tokens to be `prefix`, so that sampled rows differ only after it."""
-
-    def __init__(self, prefix: Sequence[int]):
-        self.prefix = list(prefix)
-        self._prompt_tokens: int | None = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._prompt_tokens is None:
-            self._prompt_tokens = input_ids.shape[1]
-        generated = input_ids.shape[1] - self._prompt_tokens
-        if generated >= len(self.prefix):
-            return scores
-        forced = torch.full_like(scores, -torch.inf)
-        forced[:, self.prefix[generated]] = 0.0
-        return forced
-
-
-class SampledChoices(LogitsProcessor):
-    """Greedy decoding but for a memory's choices, sampled at `temperature` past the first `skip` generated
-    tokens: the token after a statement's full stop (which statement comes next) and, where the greedy token
-    ends a statement, whether the memory goes on or closes (only those two tokens). Run with `do_sample` at
-    temperature 1 and as the last processor, after those that mask tokens."""
-
-    def __init__(self, full_stop: int, closing_stop: int, temperature: float, skip: int = 0):
-        self.full_stop, self.closing_stop = full_stop, closing_stop
-        self.temperature = temperature
-        self.skip = skip
-        self._prompt_tokens: int | None = None
-
-    @classmethod
-    def for_policy(cls, policy: RestrictedPolicy, temperature: float, skip: int = 0) -> SampledChoices:
-        """The full stop that goes on ('.') and the one that closes the JSON string ('."'), as tokenized."""
-        encode = policy.tokenizer.encode
-        return cls(encode(".", add_special_tokens=False)[0], encode('."', add_special_tokens=False)[0],
-                   temperature, skip)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._prompt_tokens is None:
-            self._prompt_tokens = input_ids.shape[1]
-        past_skip = input_ids.shape[1] - self._prompt_tokens > self.skip
-        best = scores.argmax(dim=1, keepdim=True)
-        out = torch.full_like(scores, -torch.inf).scatter_(1, best, 0.0)  # greedy
-        if not past_skip:
-            return out
-        next_statement = input_ids[:, -1] == self.full_stop
-        out[next_statement] = scores[next_statement] / self.temperature
-        stops = torch.tensor([self.full_stop, self.closing_stop])
-        go_on_or_close = ~next_statement & torch.isin(best[:, 0], stops)
-        for row in go_on_or_close.nonzero()[:, 0].tolist():
-            out[row] = -torch.inf
-            out[row, stops] = scores[row, stops] / self.temperature
-        return out
-
-
 def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[tuple[str, int]],
                   sampler: TaskSampler, judge: TaskJudge, config: PhaseTwoConfig, stats: PairStats,
                   worlds: dict, decoding: tuple[Callable, int] = (list, 200), on_clip: Callable[[], None] | None = None,
@@ -245,17 +183,14 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
         policy.model.eval()
         processors, max_new_tokens = decoding
         world = worlds.get(stream_id)
-        greedy_ids = sample_group(policy, request, 1, 0.0, max_new_tokens, processors())[0] \
-            if config.rejected == "greedy" or config.sample != "output" else None
-        forced, temperature = [], config.temperature
-        if config.sample != "output":
-            thinking = thinking_ids(policy, greedy_ids)
-            forced.append(ForcedPrefix(thinking))
-            if config.sample == "choices":  # the processor applies the temperature where it samples
-                forced.append(SampledChoices.for_policy(policy, config.temperature, skip=len(thinking)))
-                temperature = 1.0
-        rollouts = sample_group(policy, request, config.rollouts, temperature, max_new_tokens,
-                                [*processors(), *forced])
+        if config.sample == "choices":
+            greedy_ids, rollouts = choice_group(policy, request, config.rollouts, config.temperature, decoding)
+        else:
+            greedy_ids = sample_group(policy, request, 1, 0.0, max_new_tokens, processors())[0] \
+                if config.rejected == "greedy" or config.sample == "memory" else None
+            forced = [ForcedPrefix(thinking_ids(policy, greedy_ids))] if config.sample == "memory" else []
+            rollouts = sample_group(policy, request, config.rollouts, config.temperature, max_new_tokens,
+                                    [*processors(), *forced])
         candidates = [c for c in (as_candidate(policy, ids, world, ref) for ids in rollouts) if c is not None]
         greedy = as_candidate(policy, greedy_ids, world, ref) if config.rejected == "greedy" else None
         task_type, questions = sampler.draw()

@@ -24,7 +24,8 @@ def validate(policy: RestrictedPolicy, curriculum, clips_per_world: int, rewards
     own memories, each decoded through fresh `processors()` (e.g. the deployed format enforcer); returns the mean
     reward, fidelity (true / stated statements), new true facts per entry (`rich`), wrong statements per entry,
     and the fractions of entries that parse and that are correct."""
-    from taskmem_nodes.train.gspo import description_of, sample_group
+    from taskmem_nodes.train.gspo import description_of
+    from taskmem_nodes.train.rollouts import sample_group
 
     policy.model.eval()
     scored = []
