@@ -214,6 +214,61 @@ def test_counting_guide_asks_for_an_even_split_over_the_place_and_its_units(tmp_
     assert guide.count_loss(example, sequence, on_label).item() > expected.item() + 3
 
 
+def test_a_numbered_scan_ends_each_group_with_its_count_and_the_pointing_guide_copies_it(tmp_path):
+    """`numbered`: repeated units carry their number outside their cell's span; an object statement's count is
+    the number of the last unit of its group (1 when it has none), and the "point" counting guide asks the count's
+    position to attend to that token; what follows each unit's name attends to the unit before it."""
+    from taskmem_nodes.models.tiny import build_tiny_checkpoint
+    from taskmem_nodes.train.warm_start import WarmStartConfig, _AttentionGuide, target_tokens
+
+    examples = list(stream_examples(World(WorldConfig(seed=555_001)), frames_per_clip=2, numbered=True))[:30]
+    plain = list(stream_examples(World(WorldConfig(seed=555_001)), frames_per_clip=2))[:30]
+    assert [e.description for e in examples] == [e.description for e in plain]  # the memories do not change
+    groups = 0
+    for example in examples:
+        assert all(not example.target[a:b][-1].isdigit() for a, b, _ in example.cell_refs)  # a number is no cell's
+        for start, end, spans in example.count_refs:
+            last = example.target[spans[-1][0]:spans[-1][1]]
+            number = last.rsplit(" ", 1)[-1] if last[-1].isdigit() else "1"
+            assert example.target[start:end] == number
+            groups += number != "1"
+    assert groups  # some groups hold more than one unit
+
+    checkpoint = build_tiny_checkpoint(tmp_path / "tiny", text_hidden=64, layers=1, heads=2, vision_depth=1,
+                                       vision_hidden=32)
+    allowed = training_vocabulary(build_qwen_tokenizer(), WorldConfig(), worlds=2)
+    policy = RestrictedPolicy.load(checkpoint, allowed, frames_per_clip=2)
+    example = next(e for e in examples if any(len(spans) == 4 for _, _, spans in e.count_refs))
+    sequence = policy.encode(example.request, example.target)
+    guide = _AttentionGuide(policy, WarmStartConfig(count_guide_weight=1.0, count_guide="point", numbered_units=True))
+    pairs = guide.count_pairs(example, sequence)
+    ids = sequence.inputs["input_ids"][0]
+    pointed = torch.zeros(2, ids.shape[0], ids.shape[0])
+    for query, keys in pairs:
+        counted = policy.tokenizer.decode(ids[query + 1])
+        assert counted == "1" or policy.tokenizer.decode(ids[keys[-1]]) == counted  # a copy of the group's number
+        pointed[:, query, keys[-1]] = 1.0
+    assert guide.count_loss(example, sequence, pointed).item() == pytest.approx(0.0, abs=1e-5)
+    spread = torch.zeros_like(pointed)
+    for query, keys in pairs:
+        spread[:, query, keys] = 1.0 / len(keys)
+    assert guide.count_loss(example, sequence, spread).item() > 0.5
+    # the successor guide: what follows a unit's name looks at the unit before it
+    assert all(example.target[a:b] in (",", ".") or example.target[a:b].strip().isdigit()
+               for a, b, _, _ in example.successor_refs) and example.successor_refs
+    tokens_in = target_tokens(policy, example)
+    queries, keys, _ = guide.pairs(example, sequence)
+    cells = sum(len(tokens_in(a, b)) for a, b, _ in example.cell_refs)
+    successors = [(a, b, c, d) for a, b, c, d in example.successor_refs for _ in tokens_in(a, b)]
+    end = cells + len(successors)
+    for (a, b, c, d), query, key in zip(successors, queries[cells:end], keys[cells:end], strict=True):
+        assert policy.tokenizer.decode(ids[query + 1]) in example.target[a:b]
+        assert example.target[c:d].endswith(policy.tokenizer.decode(ids[key]).strip())
+    assert not next(stream_examples(World(WorldConfig(seed=555_001)), frames_per_clip=2)).successor_refs
+    with pytest.raises(ValueError, match="count_guide"):
+        WarmStartConfig(count_guide="even")
+
+
 def test_count_digits_can_weigh_more_in_the_text_loss():
     from taskmem_nodes.train.warm_start import count_positions, text_loss
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,26 +40,44 @@ IdRef = tuple[int, int, str]
 CountRef = tuple[int, int, tuple[tuple[int, int], ...]]
 """(start, end, spans): the count digit of an object statement in the target, and the spans of the thinking it is
 counted from: the place's label, then each unit of that colour and kind the scan lists there."""
+SuccessorRef = tuple[int, int, int, int]
+"""(start, end, key_start, key_end): in a numbered scan, what follows a unit's name (its number, or the comma or
+full stop when it has none) and the unit listed before it in the same place, whose number it continues."""
 
 
-def _scan_part(text: str, items: list[tuple[str, int]]) -> tuple[str, list[CellRef]]:
-    """`text` followed by its items joined by commas (or the empty word), each item's span and cell kept."""
+def _scan_part(text: str, items: list[tuple[str, int]], suffixes: list[str] | None = None
+               ) -> tuple[str, list[CellRef]]:
+    """`text` followed by its items joined by commas (or the empty word), each item's span and cell kept; an
+    item's suffix (its number) follows it outside that span."""
     refs = []
     for k, (item, cell) in enumerate(items):
         text += ", " if k else " "
         refs.append((len(text), len(text) + len(item), cell))
-        text += item
+        text += item + (suffixes[k] if suffixes else "")
     return text, refs
+
+
+def unit_numbers(units: list[str]) -> list[str]:
+    """The number each unit of a place is written with in a numbered scan: none for the first of its colour and
+    kind, " 2", " 3", ... for the next ones (units come grouped, `place_units`), so the last one of a group
+    says how many there are and a count is a copy of it."""
+    seen: dict[str, int] = {}
+    numbers = []
+    for unit in units:
+        seen[unit] = seen.get(unit, 0) + 1
+        numbers.append(f" {seen[unit]}" if seen[unit] > 1 else "")
+    return numbers
 
 
 ScanPart = tuple[str, list[CellRef], list[IdRef]]
 
 
-def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False) -> list[ScanPart]:
+def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False, numbered: bool = False) -> list[ScanPart]:
     """What one frame shows, part by part in the renderer's left-to-right order (lights, door, each place's
     object units, the people: side of the view, id, shirt, what they do), each part with the cells its items
     are drawn in. With a tracker a person's id is copied from the prompt's tracker line (the id after the same
-    side): the id's digits are an id reference instead of part of the cell's span."""
+    side): the id's digits are an id reference instead of part of the cell's span. `numbered`: a place's
+    repeated units carry their number (`unit_numbers`)."""
     from taskmem_nodes.policy import view_side
     from taskmem_nodes.sim.render import GRID_COLUMNS, PLACE_COLUMNS, person_detections, place_units, shirt_columns
 
@@ -67,7 +86,8 @@ def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False) -> list
                              ("door open." if room_state.door_open else "door closed.", [], [])]
     for column, place in zip(PLACE_COLUMNS, room.places):
         units = [f"{colour} {kind}" for colour, kind in place_units(state, room.name, place)]
-        text, refs = _scan_part(f"{place}:", [(u, 2 * GRID_COLUMNS + column + k) for k, u in enumerate(units)])
+        text, refs = _scan_part(f"{place}:", [(u, 2 * GRID_COLUMNS + column + k) for k, u in enumerate(units)],
+                                unit_numbers(units) if numbered else None)
         parts.append((text + ("." if units else " nothing."), refs, []))
     present = list(zip(state.in_room(room.name), person_detections(state, room.name)))  # as the tracker reports
     people = [(f"{view_side(seen.x)} {p.pid} {p.shirt} "
@@ -88,7 +108,7 @@ def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False) -> list
 
 
 def scan_thinking(world: World, index: int, frame_span: tuple[float, float], tracked: bool = False,
-                  new_room: bool = False) -> tuple[str, list[CellRef], list[IdRef]]:
+                  new_room: bool = False, numbered: bool = False) -> tuple[str, list[CellRef], list[IdRef]]:
     """The plan the warm start teaches: the room (", new" when no preceding memory shown is about it: then
     everything the clip shows is new content), a scan of the clip's first frame shown, and what differs at its
     last, with the cells each scanned item is drawn in (and, with a tracker, where each id is copied). Reading
@@ -96,7 +116,7 @@ def scan_thinking(world: World, index: int, frame_span: tuple[float, float], tra
     facts here, as the only plan, taught the model to say "0" and write the room only)."""
     clip = world.clips[index]
     room = world.config.room_spec(clip.room)
-    first, last = (scene_scan(clip.state_at(t), room, tracked) for t in frame_span)
+    first, last = (scene_scan(clip.state_at(t), room, tracked, numbered) for t in frame_span)
     shown = [part for part in first if part[0] not in ("lights on.", "door closed.")]
     changed = [b for a, b in zip(first, last, strict=True) if a[0] != b[0]] or [("same.", [], [])]
     text, refs, id_refs = f"The {clip.room}{', new' if new_room else ''}.", [], []
@@ -132,6 +152,7 @@ class ClipExample:
     cell_refs: tuple[CellRef, ...] = ()  # spans of `target` naming what a cell of the newest clip shows
     id_refs: tuple[IdRef, ...] = ()  # spans of `target` copying a tracker id (none without a tracker)
     count_refs: tuple[CountRef, ...] = ()  # each object statement's count digit and the scan's units it counts
+    successor_refs: tuple[SuccessorRef, ...] = ()  # a numbered scan's units and the unit each one follows
 
 
 def stream_clips(world: World, sample_fps: float, *, tracker: bool = True) -> list[Clip]:
@@ -148,11 +169,12 @@ def stream_clips(world: World, sample_fps: float, *, tracker: bool = True) -> li
 
 def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
                     preceding: list[str] | None = None, tracker: bool = True,
-                    max_new_facts: int = 0) -> Iterator[ClipExample]:
+                    max_new_facts: int = 0, numbered: bool = False) -> Iterator[ClipExample]:
     """Examples for every clip of `world`, in stream order. The preceding memories shown are `preceding[i]`
     for clip i when given (the policy's own outputs: the on-policy curriculum), else the ground truth (with a
     fact budget: the earlier clips' own budgeted targets); the prompts name the tracker's people unless
-    `tracker` is False. `max_new_facts` > 0 caps each target at the room and that many new facts."""
+    `tracker` is False. `max_new_facts` > 0 caps each target at the room and that many new facts; `numbered`
+    numbers the scan's repeated units."""
     clips = stream_clips(world, sample_fps, tracker=tracker)
     spans = [_frame_span(clip, frames_per_clip) for clip in clips]
     if preceding is None and max_new_facts:
@@ -164,7 +186,7 @@ def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: i
         memories = [PrecedingMemory(clips[i].start, clips[i].end, text) for i, text in zip(earlier, texts) if text]
         yield _example(world, index, build_request(window, memories, frames_per_clip), spans[index], new_only=True,
                        tracked=tracker, new_room=is_new_room(world.clips[index].room, memories),
-                       max_new_facts=max_new_facts)
+                       max_new_facts=max_new_facts, numbered=numbered)
 
 
 def _frame_span(clip: Clip, frames_per_clip: int) -> tuple[float, float]:
@@ -174,13 +196,12 @@ def _frame_span(clip: Clip, frames_per_clip: int) -> tuple[float, float]:
 
 
 def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
-                        tracker: bool = True) -> Iterator[ClipExample]:
+                        tracker: bool = True, numbered: bool = False) -> Iterator[ClipExample]:
     """Every clip of `world` on its own (no window, no preceding memories) with everything it shows as target:
     the warm start's first stage, where seeing is learned apart from "only new content"."""
     for index, clip in enumerate(stream_clips(world, sample_fps, tracker=tracker)):
         yield _example(world, index, build_request([clip], [], frames_per_clip), _frame_span(clip, frames_per_clip),
-                       new_only=False,
-                       tracked=tracker, new_room=True)
+                       new_only=False, tracked=tracker, new_room=True, numbered=numbered)
 
 
 def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -> bool:
@@ -222,8 +243,9 @@ def target_description(world: World, index: int, frame_span: tuple[float, float]
 
 def counted_units(thinking: str, room: str, fact: Fact) -> tuple[tuple[int, int], ...]:
     """Where the scan lists what an object statement counts: the span of the place's label (`shelf`) and of each
-    unit of the fact's colour and kind there, in the scan of the last frame if that place changed, else of the
-    first (a statement gives the place as it is at the clip's end). Empty when the scan does not list them."""
+    unit of the fact's colour and kind there (with its number in a numbered scan), in the scan of the last frame
+    if that place changed, else of the first (a statement gives the place as it is at the clip's end). Empty when
+    the scan does not list them."""
     _, colour, kind, place, _ = fact.key
     label = f" {place.removeprefix(room + ' ')}:"
     last = thinking.find(" last:")
@@ -237,10 +259,31 @@ def counted_units(thinking: str, room: str, fact: Fact) -> tuple[tuple[int, int]
     spans, cursor = [(start, start + len(label) - 2)], start + len(label)
     for item in thinking[cursor:end].split(","):
         item_start = thinking.index(item.strip(), cursor)
-        if item.strip() == f"{colour} {kind}":
+        if item.strip().rstrip("0123456789").strip() == f"{colour} {kind}":  # a numbered unit's span ends in it
             spans.append((item_start, item_start + len(item.strip())))
         cursor = item_start + len(item.strip())
     return tuple(spans) if len(spans) > 1 else ()
+
+
+PLACE_LIST = re.compile(r"(?<=[ :.]) ?([a-z][a-z ]*): ([a-z0-9 ,]+)\.")
+
+
+def successor_refs(thinking: str) -> tuple[SuccessorRef, ...]:
+    """Each unit after a place's first, in a numbered scan: the characters after its name (" 2", or the "," or "."
+    after it) and the span of the unit before it. Whether a unit gets a number, and which, is decided there, by
+    comparing it with the one before; people are not numbered."""
+    refs = []
+    for match in PLACE_LIST.finditer(thinking):
+        if match.group(1) == "people":
+            continue
+        previous, cursor = None, match.start(2)
+        for item in match.group(2).split(", "):
+            name = item.rstrip("0123456789").rstrip()
+            if previous is not None:
+                after_name = cursor + len(name)
+                refs.append((after_name, cursor + len(item) if name != item else after_name + 1, *previous))
+            previous, cursor = (cursor, cursor + len(item)), cursor + len(item) + 2
+    return tuple(refs)
 
 
 def within_budget(facts: list[Fact], max_facts: int, rng: random.Random) -> list[Fact]:
@@ -252,10 +295,11 @@ def within_budget(facts: list[Fact], max_facts: int, rng: random.Random) -> list
 
 
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
-             new_only: bool, tracked: bool = False, new_room: bool = False, max_new_facts: int = 0) -> ClipExample:
+             new_only: bool, tracked: bool = False, new_room: bool = False, max_new_facts: int = 0,
+             numbered: bool = False) -> ClipExample:
     facts = target_facts(world, index, span, new_only=new_only, max_new_facts=max_new_facts)
     description = " ".join(f.text for f in facts)
-    thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked, new_room)
+    thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked, new_room, numbered)
     target = target_output(description, thinking)
     offset = target.index(thinking)
     described = target.rindex(json.dumps(description)) + 1  # the JSON string holds it verbatim (plain ASCII)
@@ -271,6 +315,8 @@ def _example(world: World, index: int, request: PolicyRequest, span: tuple[float
         if units:
             digits = len(str(fact.key[4]))
             count_refs.append((at, at + digits, tuple((offset + a, offset + b) for a, b in units)))
+    successors = tuple((offset + a, offset + b, offset + c, offset + d) for a, b, c, d in successor_refs(thinking)) \
+        if numbered else ()
     return ClipExample(world, index, request, description, target, span,
                        tuple((offset + start, offset + end, cell) for start, end, cell in refs), tuple(id_refs),
-                       tuple(count_refs))
+                       tuple(count_refs), successors)

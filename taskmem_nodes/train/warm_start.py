@@ -77,6 +77,14 @@ class WarmStartConfig:
     count to the scan's label of that place and each unit of that colour and kind listed there, spread evenly by
     every head (cross-entropy against the uniform split), so the weight a head leaves on the label tells how many
     units there are; 0: off."""
+    count_guide: str = "spread"
+    """What the counting guide asks of the count's position: "spread" (above) or "point" (the heads' mean
+    attention on the last unit of the group, its number in a numbered scan, as a copied id points at its earlier
+    occurrence: the count is then a copy)."""
+    numbered_units: bool = False
+    """Number a place's repeated units in the scan's text (`purple mug, purple mug 2, purple mug 3`): a successor
+    step per unit, so the last unit of a group carries the count an object statement writes. The attention guide
+    then also points what follows each unit's name (its number, or the comma) at the unit before it."""
     count_token_weight: float = 1.0
     """Weight of each object statement's count digit in the text loss (1: as every other token). The digit is
     1-2 of ~100 target tokens and "1" is most often right, so at 1 the model writes "1" for nearly every group
@@ -106,6 +114,10 @@ class WarmStartConfig:
     def from_yaml(cls, path: str | Path, **overrides) -> WarmStartConfig:
         return load_recipe(cls, path, **overrides)
 
+    def __post_init__(self):
+        if self.count_guide not in ("spread", "point"):
+            raise ValueError(f"count_guide must be 'spread' or 'point', not {self.count_guide!r}")
+
     @property
     def total_steps(self) -> int:
         return self.single_clip_steps + self.steps
@@ -119,9 +131,10 @@ class ExampleSource:
     it in a fixed scrambled order, so a resumed run sees exactly the examples it would have seen."""
 
     def __init__(self, world_config: WorldConfig, frames_per_clip: int, seed: int, clip_alone: bool = False,
-                 tracker_dropout: float = 0.0, max_new_facts: int = 0):
+                 tracker_dropout: float = 0.0, max_new_facts: int = 0, numbered: bool = False):
         self.world_config = world_config
         self.max_new_facts = max_new_facts
+        self.numbered = numbered
         self.frames_per_clip = frames_per_clip
         self.tracker_dropout = tracker_dropout
         self.clip_alone = clip_alone
@@ -135,9 +148,10 @@ class ExampleSource:
         if self._cached is None or self._cached[0] != world_seed:
             world = World(dataclasses.replace(self.world_config, seed=world_seed))
             tracker = random.Random(world_seed).random() >= self.tracker_dropout
-            examples = clip_alone_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker) \
+            examples = clip_alone_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker,
+                                           numbered=self.numbered) \
                 if self.clip_alone else stream_examples(world, frames_per_clip=self.frames_per_clip, tracker=tracker,
-                                                        max_new_facts=self.max_new_facts)
+                                                        max_new_facts=self.max_new_facts, numbered=self.numbered)
             self._cached = (world_seed, list(examples))
         return self._cached[1][(k * self.stride) % self.clips]
 
@@ -193,11 +207,12 @@ class _CellTask:
 
 class _AttentionGuide:
     """Teaches the decoder where to look: each scanned item of the thinking attends to its cell's vision token,
-    and each copied tracker id to where that id was written before (the tracker line, earlier in the target)."""
+    each copied tracker id to where that id was written before (the tracker line, earlier in the target), and in a
+    numbered scan what follows a unit's name to the unit before it (whose number it continues)."""
 
     def __init__(self, policy: RestrictedPolicy, config: WarmStartConfig):
         self.policy, self.weight, self.layer = policy, config.attention_guide_weight, config.attention_layer
-        self.count_weight = config.count_guide_weight
+        self.count_weight, self.count_mode = config.count_guide_weight, config.count_guide
         if self.active:
             policy.model.set_attn_implementation("eager")  # sdpa returns no attention weights
 
@@ -219,6 +234,10 @@ class _AttentionGuide:
             for j in tokens_in(start, end):
                 queries.append(sequence.prompt_tokens - 1 + j)
                 keys.append([newest + cell])
+        for start, end, key_start, key_end in example.successor_refs:
+            for j in tokens_in(start, end):
+                queries.append(sequence.prompt_tokens - 1 + j)
+                keys.append([sequence.prompt_tokens + tokens_in(key_start, key_end)[-1]])
         written: dict[str, list[list[int]]] = {}  # entity -> the token positions of each occurrence so far
         for entity, positions in self._tracker_line_ids(ids[: sequence.prompt_tokens]):
             written.setdefault(entity, []).append(positions)
@@ -266,13 +285,17 @@ class _AttentionGuide:
                 for start, end, spans in example.count_refs]
 
     def count_loss(self, example: ClipExample, sequence, attention: torch.Tensor) -> torch.Tensor:
-        """Mean over statements and heads of the cross-entropy between a head's attention and the even split over
-        the label and the units. Per head, not on the heads' mean: a head that looks at the units alone, or at the
-        label alone, says nothing of their number, and two such heads make an even mean."""
+        """"spread": mean over statements and heads of the cross-entropy between a head's attention and the even
+        split over the label and the units. Per head, not on the heads' mean: a head that looks at the units alone,
+        or at the label alone, says nothing of their number, and two such heads make an even mean. "point": -log
+        of the heads' mean attention on the group's last unit (its number's last token)."""
         pairs = self.count_pairs(example, sequence)
         if not pairs:
             return torch.zeros(())
-        losses = [-torch.log(attention[:, query, keys].clamp(min=1e-6)).mean() for query, keys in pairs]
+        if self.count_mode == "point":
+            losses = [-torch.log(attention[:, query, keys[-1]].mean().clamp(min=1e-6)) for query, keys in pairs]
+        else:
+            losses = [-torch.log(attention[:, query, keys].clamp(min=1e-6)).mean() for query, keys in pairs]
         return torch.stack(losses).mean()
 
 
@@ -307,9 +330,10 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
     if "optimizer" in state:
         optimizer.load_state_dict(state.pop("optimizer"))
     stages = (ExampleSource(config.world_config(), config.frames_per_clip, config.seed, clip_alone=True,
-                            tracker_dropout=config.tracker_dropout),
+                            tracker_dropout=config.tracker_dropout, numbered=config.numbered_units),
               ExampleSource(config.world_config(), config.frames_per_clip, config.seed,
-                            tracker_dropout=config.tracker_dropout, max_new_facts=config.max_new_facts))
+                            tracker_dropout=config.tracker_dropout, max_new_facts=config.max_new_facts,
+                            numbered=config.numbered_units))
     step = state["step"]
     while step < config.total_steps:
         started = time.monotonic()
