@@ -79,6 +79,34 @@ def test_a_supervised_term_trains_on_ground_truth_beside_or_instead_of_the_rollo
 
 
 @pytest.mark.timeout(600)
+def test_the_on_policy_supervised_term_labels_the_clips_the_policys_own_memories_lead_to(warm, tmp_path):
+    """`supervised_source: own` (DAgger): each stream's current clip, its own memories shown, labelled with what
+    is new to them; without rollouts the streams go on with the deployed policy's greedy memories."""
+    from taskmem_nodes.train.examples import streamed_example
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
+
+    config = PhaseOneConfig(init_checkpoint=str(warm), world=TINY_WORLD, streams=2, max_new_tokens=48, rl=False,
+                            supervised_weight=1.0, supervised_source="own", lr=1e-2, steps=2,
+                            out_dir=str(tmp_path / "own"))
+    before = RestrictedPolicy.load(warm)
+    curriculum = Curriculum(config, before.frames_per_clip)
+    world, clips = curriculum.world(curriculum.states[0])
+    first = streamed_example(world, clips, 0, [], frames_per_clip=before.frames_per_clip, own_memories=True)
+    final = train_phase_one(config)
+    log = json.loads((tmp_path / "own" / "log.json").read_text())
+    assert [set(e) for e in log] == [{"step", "supervised_loss", "carried_rich", "seconds"}] * 2
+    assert all(e["supervised_loss"] > 0 for e in log)
+    streams = torch.load(tmp_path / "own" / "last" / "trainer_state.pt", weights_only=False)["streams"]
+    assert [StreamState(**s).index for s in streams] == [2, 2]  # each stream went on by one clip per step
+    after = RestrictedPolicy.load(final)
+    with torch.no_grad():  # the first step's example is learned
+        assert after.loss(after.encode(first.request, first.target)) < before.loss(
+            before.encode(first.request, first.target))
+    with pytest.raises(ValueError, match="supervised_source"):
+        PhaseOneConfig(supervised_source="teacher")
+
+
+@pytest.mark.timeout(600)
 def test_deployed_validation_decodes_through_the_memorizers_format_enforcer(warm):
     """`validation_decoding: deployed` memorizes the held-out worlds as the robot does: even a barely trained
     policy's memories then parse, which free decoding of the same policy does not give."""

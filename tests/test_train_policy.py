@@ -11,7 +11,14 @@ from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
 from taskmem_nodes.models.transformers_backend import TransformersBackend, TransformersBackendConfig
 from taskmem_nodes.policy import parse_output
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import stream_examples, target_description, target_output, thinking_for
+from taskmem_nodes.train.examples import (
+    stream_clips,
+    stream_examples,
+    streamed_example,
+    target_description,
+    target_output,
+    thinking_for,
+)
 from taskmem_nodes.train.fact_judge import statements
 from taskmem_nodes.train.policy_model import RestrictedPolicy
 from taskmem_nodes.train.vision_probe import cell_classes, cell_labels
@@ -42,6 +49,24 @@ def test_examples_follow_the_policy_io():
     own = [f"my memory of clip {i}." for i in range(6)]
     on_policy = list(stream_examples(world, sample_fps=0.5, preceding=own))[5]
     assert "my memory of clip 4." in on_policy.request.messages[1]["content"][1]["text"]
+
+
+def test_an_on_policy_target_states_what_the_policys_own_memories_left_out():
+    """With the policy's own memories shown, the target is what is new to them (DAgger's expert, as the judge
+    counts new): the clip's new content plus every true fact the frames show that those memories miss."""
+    world = World(SHORT)
+    clips = stream_clips(world, 0.5)
+    truth = [world.describe_new(i) for i in range(len(clips))]
+    index = next(i for i in range(1, len(clips)) if set(statements(world.describe(i)))
+                 - set(statements(world.describe_new(i))))  # a clip with old, still true states
+    as_truth = streamed_example(world, clips, index, truth, own_memories=True)
+    assert as_truth.target == streamed_example(world, clips, index, truth).target  # nothing was missed
+    room_only = [statements(t)[0] + "." for t in truth]  # memories that stated the room and nothing else
+    missed = streamed_example(world, clips, index, room_only, own_memories=True)
+    old_states = set(statements(missed.description)) - set(statements(as_truth.description))
+    assert old_states and old_states <= set(statements(world.describe(index)))
+    assert set(statements(as_truth.description)) <= set(statements(missed.description))
+    assert parse_output(missed.target).description == missed.description
 
 def test_vocabulary_covers_unseen_worlds():
     tokenizer = build_qwen_tokenizer()

@@ -26,6 +26,7 @@ from taskmem_nodes.policy import (
 )
 from taskmem_nodes.sim.dataset import world_detections, world_frames
 from taskmem_nodes.sim.world import ClipTruth, Fact, RoomSpec, World, WorldState, room_sentence, touched_slots
+from taskmem_nodes.train.fact_judge import statements
 
 
 def target_output(description: str, thinking: str) -> str:
@@ -176,17 +177,30 @@ def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: i
     `tracker` is False. `max_new_facts` > 0 caps each target at the room and that many new facts; `numbered`
     numbers the scan's repeated units."""
     clips = stream_clips(world, sample_fps, tracker=tracker)
-    spans = [_frame_span(clip, frames_per_clip) for clip in clips]
     if preceding is None and max_new_facts:
-        preceding = [target_description(world, i, span, max_new_facts=max_new_facts) for i, span in enumerate(spans)]
-    for index, clip in enumerate(clips):
-        window = select_window(clips[: index + 1], clip, WINDOW_CLIPS)
-        earlier = range(max(0, index - PRECEDING_MEMORIES), index)
-        texts = [preceding[i] if preceding is not None else world.describe_new(i) for i in earlier]
-        memories = [PrecedingMemory(clips[i].start, clips[i].end, text) for i, text in zip(earlier, texts) if text]
-        yield _example(world, index, build_request(window, memories, frames_per_clip), spans[index], new_only=True,
-                       tracked=tracker, new_room=is_new_room(world.clips[index].room, memories),
-                       max_new_facts=max_new_facts, numbered=numbered)
+        preceding = [target_description(world, i, _frame_span(clip, frames_per_clip), max_new_facts=max_new_facts)
+                     for i, clip in enumerate(clips)]
+    texts = preceding if preceding is not None else [world.describe_new(i) for i in range(len(clips))]
+    for index in range(len(clips)):
+        yield streamed_example(world, clips, index, texts, frames_per_clip=frames_per_clip, tracker=tracker,
+                               max_new_facts=max_new_facts, numbered=numbered)
+
+
+def streamed_example(world: World, clips: list[Clip], index: int, memories: list[str], *, frames_per_clip: int = 0,
+                     tracker: bool = True, max_new_facts: int = 0, numbered: bool = False,
+                     own_memories: bool = False) -> ClipExample:
+    """The example of clip `index` of a stream whose clips' memories so far are `memories` (one per clip, ""
+    when there is none), the policy input showing up to four of them. `own_memories`: they are the policy's
+    own, and the target is what is new to them (`target_facts`' `unstated_by`): the on-policy expert of
+    DAgger."""
+    clip = clips[index]
+    window = select_window(clips[: index + 1], clip, WINDOW_CLIPS)
+    earlier = range(max(0, index - PRECEDING_MEMORIES), index)
+    shown = [PrecedingMemory(clips[i].start, clips[i].end, memories[i]) for i in earlier if memories[i]]
+    return _example(world, index, build_request(window, shown, frames_per_clip), _frame_span(clip, frames_per_clip),
+                    new_only=True, tracked=tracker, new_room=is_new_room(world.clips[index].room, shown),
+                    max_new_facts=max_new_facts, numbered=numbered,
+                    unstated_by=[m.text for m in shown] if own_memories else None)
 
 
 def _frame_span(clip: Clip, frames_per_clip: int) -> tuple[float, float]:
@@ -224,11 +238,18 @@ def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -
 
 
 def target_facts(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True,
-                 max_new_facts: int = 0) -> list[Fact]:
+                 max_new_facts: int = 0, unstated_by: list[str] | None = None) -> list[Fact]:
     """The warm start's target facts: the clip's new content (or everything it shows) that the frames shown tell
-    of; with `max_new_facts` > 0, the room and at most that many of the other facts (`within_budget`)."""
+    of; with `max_new_facts` > 0, the room and at most that many of the other facts (`within_budget`).
+    `unstated_by`: the memories shown are the policy's own, so the new content is what the judge counts as new
+    to the memory: the clip's new content and every other fact it shows that none of those memories states
+    (a state the policy missed or misread earlier is worth stating now)."""
     clip = world.clips[index]
-    facts = [f for f in (world.new_facts(index) if new_only else clip.facts) if seen_between(clip, f, frame_span)]
+    facts = world.new_facts(index) if new_only else clip.facts
+    if new_only and unstated_by is not None:
+        stated = {s for memory in unstated_by for s in statements(memory)}
+        facts = [f for f in clip.facts if f in facts or statements(f.text)[0] not in stated]
+    facts = [f for f in facts if seen_between(clip, f, frame_span)]
     if max_new_facts:
         facts = within_budget(facts, max_new_facts, random.Random(f"{world.config.seed}/{index}"))
     return facts
@@ -296,8 +317,8 @@ def within_budget(facts: list[Fact], max_facts: int, rng: random.Random) -> list
 
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
              new_only: bool, tracked: bool = False, new_room: bool = False, max_new_facts: int = 0,
-             numbered: bool = False) -> ClipExample:
-    facts = target_facts(world, index, span, new_only=new_only, max_new_facts=max_new_facts)
+             numbered: bool = False, unstated_by: list[str] | None = None) -> ClipExample:
+    facts = target_facts(world, index, span, new_only=new_only, max_new_facts=max_new_facts, unstated_by=unstated_by)
     description = " ".join(f.text for f in facts)
     thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked, new_room, numbered)
     target = target_output(description, thinking)

@@ -40,7 +40,7 @@ from taskmem_nodes.policy import (
     select_window,
 )
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import stream_clips
+from taskmem_nodes.train.examples import stream_clips, streamed_example
 from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry, statement_values
 from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
 from taskmem_nodes.train.rewards import RewardConfig, score_group
@@ -109,6 +109,12 @@ class PhaseOneConfig:
     """Weight of a supervised term in every step, as in InstructGPT's PPO-ptx: the warm start's language loss on
     `supervised_batch` ground-truth examples of worlds apart from the curriculum's (0: GSPO alone, the paper)."""
     supervised_batch: int = 8
+    supervised_source: str = "worlds"
+    """Where the supervised term's examples come from: "worlds" (`supervised_batch` clips of fresh worlds, the
+    memories shown the ground truth's) or "own" (each stream's current clip, the memories shown the policy's
+    own, the target what is new to them: everything true the frames show that those memories do not state, as
+    the judge counts it. DAgger: the expert labels the states the policy itself reaches, so it learns to state
+    what it missed or misread before instead of only what changed)."""
     rl: bool = True
     """False: no rollouts, the supervised term alone: the control that tells what the RL part adds to it."""
     rewards: dict = field(default_factory=dict)
@@ -134,6 +140,8 @@ class PhaseOneConfig:
     def __post_init__(self):
         if not self.rl and self.supervised_weight <= 0:
             raise ValueError("rl: false trains nothing without a positive supervised_weight")
+        if self.supervised_source not in ("worlds", "own"):
+            raise ValueError(f"supervised_source must be 'worlds' or 'own', not {self.supervised_source!r}")
         for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy", "length")),
                               ("scale", ("std", "none")), ("push", ("both", "up", "correct")),
                               ("credit", ("sequence", "statement")), ("validation_decoding", ("free", "deployed")),
@@ -264,11 +272,15 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         started = time.monotonic()
         optimizer.zero_grad()
         summary = {}
+        if config.supervised_weight > 0 and config.supervised_source == "own":  # before the streams advance
+            summary["supervised_loss"] = _add_own_memory_gradient(policy, curriculum, config)
         if config.rl:
             groups = [_learn_from_clip(policy, curriculum, stream, config, rewards, count_tokens, choice_decoding)
                       for stream in curriculum.states]
-            summary = {key: sum(g[key] for g in groups) / len(groups) for key in groups[0]}
-        if config.supervised_weight > 0:
+            summary |= {key: sum(g[key] for g in groups) / len(groups) for key in groups[0]}
+        elif config.supervised_source == "own":  # no rollouts: carry what the deployed policy writes
+            summary["carried_rich"] = _advance_greedily(policy, curriculum, choice_decoding)
+        if config.supervised_weight > 0 and config.supervised_source == "worlds":
             summary["supervised_loss"] = _add_supervised_gradient(policy, supervised, step, config)
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         optimizer.step()
@@ -308,6 +320,37 @@ def _add_supervised_gradient(policy: RestrictedPolicy, examples: ExampleSource, 
         (config.supervised_weight * loss).backward()
         total += loss.item()
     return total
+
+
+def _add_own_memory_gradient(policy: RestrictedPolicy, curriculum: Curriculum, config: PhaseOneConfig) -> float:
+    """Add the gradient of `supervised_weight` x the mean language loss of every stream's current clip, its
+    memories shown the policy's own and its target what is new to them (`supervised_source: own`)."""
+    policy.model.train()
+    total = 0.0
+    for stream in curriculum.states:
+        world, clips = curriculum.world(stream)
+        example = streamed_example(world, clips, stream.index, stream.memories,
+                                   frames_per_clip=policy.frames_per_clip, own_memories=True)
+        loss = policy.loss(policy.encode(example.request, example.target)) / len(curriculum.states)
+        (config.supervised_weight * loss).backward()
+        total += loss.item()
+    return total
+
+
+def _advance_greedily(policy: RestrictedPolicy, curriculum: Curriculum,
+                      decoding: tuple[Callable[[], list], int]) -> float:
+    """Advance every stream with the memory the deployed policy writes (greedy, through `decoding`); returns
+    the mean number of new true facts those memories state."""
+    policy.model.eval()
+    processors, limit = decoding
+    rich = 0
+    for stream in curriculum.states:
+        request = curriculum.request(stream)
+        text = policy.output_text(sample_group(policy, request, 1, 0.0, limit, processors())[0])
+        verdict = curriculum.judge(stream)(description_of(text))
+        rich += verdict.rich
+        curriculum.advance(stream, description_of(text))
+    return rich / len(curriculum.states)
 
 
 def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: StreamState,
