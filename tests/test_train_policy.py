@@ -68,6 +68,7 @@ def test_an_on_policy_target_states_what_the_policys_own_memories_left_out():
     assert set(statements(as_truth.description)) <= set(statements(missed.description))
     assert parse_output(missed.target).description == missed.description
 
+
 def test_vocabulary_covers_unseen_worlds():
     tokenizer = build_qwen_tokenizer()
     allowed = set(training_vocabulary(tokenizer, WorldConfig(), worlds=5))

@@ -193,14 +193,21 @@ def streamed_example(world: World, clips: list[Clip], index: int, memories: list
     when there is none), the policy input showing up to four of them. `own_memories`: they are the policy's
     own, and the target is what is new to them (`target_facts`' `unstated_by`): the on-policy expert of
     DAgger."""
-    clip = clips[index]
-    window = select_window(clips[: index + 1], clip, WINDOW_CLIPS)
-    earlier = range(max(0, index - PRECEDING_MEMORIES), index)
-    shown = [PrecedingMemory(clips[i].start, clips[i].end, memories[i]) for i in earlier if memories[i]]
-    return _example(world, index, build_request(window, shown, frames_per_clip), _frame_span(clip, frames_per_clip),
-                    new_only=True, tracked=tracker, new_room=is_new_room(world.clips[index].room, shown),
+    request, shown = streamed_request(clips, index, memories, frames_per_clip)
+    return _example(world, index, request, _frame_span(clips[index], frames_per_clip), new_only=True,
+                    tracked=tracker, new_room=is_new_room(world.clips[index].room, shown),
                     max_new_facts=max_new_facts, numbered=numbered,
                     unstated_by=[m.text for m in shown] if own_memories else None)
+
+
+def streamed_request(clips: list[Clip], index: int, memories: list[str],
+                     frames_per_clip: int = 0) -> tuple[PolicyRequest, list[PrecedingMemory]]:
+    """The policy input for clip `index` of a stream (its 50-s window and the memories of up to four preceding
+    clips, `memories[i]` for clip i, "" when there is none), and the memories it shows."""
+    window = select_window(clips[: index + 1], clips[index], WINDOW_CLIPS)
+    earlier = range(max(0, index - PRECEDING_MEMORIES), index)
+    shown = [PrecedingMemory(clips[i].start, clips[i].end, memories[i]) for i in earlier if memories[i]]
+    return build_request(window, shown, frames_per_clip), shown
 
 
 def _frame_span(clip: Clip, frames_per_clip: int) -> tuple[float, float]:

@@ -31,16 +31,9 @@ from pathlib import Path
 import torch
 
 from taskmem_nodes.memorizer import memorizer_parameters
-from taskmem_nodes.policy import (
-    PRECEDING_MEMORIES,
-    MemoryParseError,
-    PrecedingMemory,
-    build_request,
-    parse_output,
-    select_window,
-)
+from taskmem_nodes.policy import PRECEDING_MEMORIES, MemoryParseError, parse_output
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import stream_clips, streamed_example
+from taskmem_nodes.train.examples import stream_clips, streamed_example, streamed_request
 from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry, statement_values
 from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
 from taskmem_nodes.train.rewards import RewardConfig, score_group
@@ -183,12 +176,7 @@ class Curriculum:
     def request(self, state: StreamState):
         """The policy input for the stream's current clip, with its own preceding memories."""
         _, clips = self.world(state)
-        clip = clips[state.index]
-        window = select_window(clips[: state.index + 1], clip)
-        earlier = range(max(0, state.index - PRECEDING_MEMORIES), state.index)
-        preceding = [PrecedingMemory(clips[i].start, clips[i].end, state.memories[i]) for i in earlier
-                     if state.memories[i]]
-        return build_request(window, preceding, self.frames_per_clip)
+        return streamed_request(clips, state.index, state.memories, self.frames_per_clip)[0]
 
     def judge(self, state: StreamState) -> Callable[[str], EntryVerdict]:
         """The ground-truth verdict of a memory for the stream's current clip, given the memories it shows."""
@@ -278,8 +266,9 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
             groups = [_learn_from_clip(policy, curriculum, stream, config, rewards, count_tokens, choice_decoding)
                       for stream in curriculum.states]
             summary |= {key: sum(g[key] for g in groups) / len(groups) for key in groups[0]}
-        elif config.supervised_source == "own":  # no rollouts: carry what the deployed policy writes
-            summary["carried_rich"] = _advance_greedily(policy, curriculum, choice_decoding)
+        elif config.supervised_source == "own":  # no rollouts: go on with what the deployed policy writes
+            summary["carried_rich"] = validate(policy, curriculum, 1, rewards, count_tokens, choice_decoding[1],
+                                               choice_decoding[0])["rich"]
         if config.supervised_weight > 0 and config.supervised_source == "worlds":
             summary["supervised_loss"] = _add_supervised_gradient(policy, supervised, step, config)
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -335,22 +324,6 @@ def _add_own_memory_gradient(policy: RestrictedPolicy, curriculum: Curriculum, c
         (config.supervised_weight * loss).backward()
         total += loss.item()
     return total
-
-
-def _advance_greedily(policy: RestrictedPolicy, curriculum: Curriculum,
-                      decoding: tuple[Callable[[], list], int]) -> float:
-    """Advance every stream with the memory the deployed policy writes (greedy, through `decoding`); returns
-    the mean number of new true facts those memories state."""
-    policy.model.eval()
-    processors, limit = decoding
-    rich = 0
-    for stream in curriculum.states:
-        request = curriculum.request(stream)
-        text = policy.output_text(sample_group(policy, request, 1, 0.0, limit, processors())[0])
-        verdict = curriculum.judge(stream)(description_of(text))
-        rich += verdict.rich
-        curriculum.advance(stream, description_of(text))
-    return rich / len(curriculum.states)
 
 
 def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: StreamState,
