@@ -107,6 +107,39 @@ def test_the_on_policy_supervised_term_labels_the_clips_the_policys_own_memories
 
 
 @pytest.mark.timeout(600)
+def test_the_own_reading_term_learns_the_memory_after_the_policys_own_scan(warm, tmp_path):
+    """`own_target: read`: the target's thinking is the policy's own greedy scan, not learned; its memory (what
+    that scan read right and the policy's memories lack) is."""
+    from taskmem_nodes.memorizer import memorizer_parameters
+    from taskmem_nodes.policy import parse_output
+    from taskmem_nodes.train.examples import own_reading_target
+    from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
+    from taskmem_nodes.train.rollouts import sample_group
+
+    config = PhaseOneConfig(init_checkpoint=str(warm), world=TINY_WORLD, streams=2, max_new_tokens=48, rl=False,
+                            supervised_weight=1.0, supervised_source="own", own_target="read", lr=1e-2, steps=1,
+                            out_dir=str(tmp_path / "read"))
+    before = RestrictedPolicy.load(warm)
+    curriculum = Curriculum(config, before.frames_per_clip)
+    world, clips = curriculum.world(curriculum.states[0])
+    processors, limit = inference_decoding(before, memorizer_parameters(), config.max_new_tokens)
+    own = before.output_text(sample_group(before, curriculum.request(curriculum.states[0]), 1, 0.0, limit,
+                                          processors())[0])
+    request, target = own_reading_target(world, clips, 0, [], parse_output(own).thinking,
+                                         frames_per_clip=before.frames_per_clip)
+    assert parse_output(target).thinking == parse_output(own).thinking
+    start = before.answer_start(target)
+    ids = before.tokenizer.encode(target[len("<think>\n"):], add_special_tokens=False)
+    answer = before.tokenizer.decode(ids[start:])
+    assert answer.startswith('{"description"')
+    after = RestrictedPolicy.load(train_phase_one(config))
+    with torch.no_grad():
+        assert after.loss(after.encode(request, target), start) < before.loss(before.encode(request, target), start)
+    with pytest.raises(ValueError, match="own_target"):
+        PhaseOneConfig(own_target="guess")
+
+
+@pytest.mark.timeout(600)
 def test_deployed_validation_decodes_through_the_memorizers_format_enforcer(warm):
     """`validation_decoding: deployed` memorizes the held-out worlds as the robot does: even a barely trained
     policy's memories then parse, which free decoding of the same policy does not give."""

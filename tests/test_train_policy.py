@@ -10,8 +10,10 @@ from taskmem_nodes.models.policy_spec import POLICY_FILE, PolicySpec
 from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
 from taskmem_nodes.models.transformers_backend import TransformersBackend, TransformersBackendConfig
 from taskmem_nodes.policy import parse_output
-from taskmem_nodes.sim.world import World, WorldConfig
+from taskmem_nodes.sim.world import World, WorldConfig, object_phrase, room_sentence
 from taskmem_nodes.train.examples import (
+    own_reading_target,
+    read_right,
     stream_clips,
     stream_examples,
     streamed_example,
@@ -67,6 +69,56 @@ def test_an_on_policy_target_states_what_the_policys_own_memories_left_out():
     assert old_states and old_states <= set(statements(world.describe(index)))
     assert set(statements(as_truth.description)) <= set(statements(missed.description))
     assert parse_output(missed.target).description == missed.description
+
+
+def test_an_untold_target_restates_nothing_the_policys_memories_already_speak_of():
+    """`untold_only`: a group the policy's memories miscounted is not restated (the policy would learn to copy
+    what its memory mentions); a group they never mention is, as in the plain on-policy target."""
+    world = World(SHORT)
+    clips = stream_clips(world, 0.5)
+    index = next(i for i in range(1, len(clips)) if any(
+        f.key[0] == "object" and f not in world.new_facts(i) for f in world.clips[i].facts))
+    old_groups = [f for f in world.clips[index].facts if f.key[0] == "object" and f not in world.new_facts(index)]
+
+    def miscounted(i: int) -> str:  # the room, then every group the clip shows with one too many
+        return " ".join([room_sentence(world.clips[i].room)] + [
+            f"{object_phrase(colour, kind, count + 1)} on the {place}."
+            for _, colour, kind, place, count in (f.key for f in world.clips[i].facts if f.key[0] == "object")])
+
+    misread = [miscounted(i) for i in range(len(clips))]
+    unstated = set(statements(streamed_example(world, clips, index, misread, own_memories=True).description))
+    untold = set(statements(streamed_example(world, clips, index, misread, own_memories=True,
+                                             untold_only=True).description))
+    restated = {statements(f.text)[0] for f in old_groups}
+    assert restated <= unstated and not restated & untold
+    assert set(statements(world.describe_new(index))) <= untold
+    room_only = [room_sentence(world.clips[i].room) for i in range(len(clips))]
+    assert (streamed_example(world, clips, index, room_only, own_memories=True, untold_only=True).target
+            == streamed_example(world, clips, index, room_only, own_memories=True).target)
+
+
+def test_an_own_reading_target_states_only_what_the_policys_scan_read_right():
+    """After a scan that miscounts a group and misreads a shirt, the target keeps that scan as its thinking and
+    states what is new and read right, neither the miscounted group nor the misread person."""
+    world = World(SHORT)
+    clips = stream_clips(world, 0.5)
+    example = next(e for e in stream_examples(world, sample_fps=0.5) if
+                   any(f.key[0] == "object" and f.key[4] > 1 for f in world.new_facts(e.index)) and
+                   any(f.key[0] == "person" for f in world.new_facts(e.index)))
+    truth = parse_output(example.target).thinking
+    room = world.clips[example.index].room
+    group = next(f for f in world.new_facts(example.index) if f.key[0] == "object" and f.key[4] > 1)
+    person = next(f for f in world.new_facts(example.index) if f.key[0] == "person")
+    assert read_right(truth, room, group) and read_right(truth, room, person)
+    unit = f"{group.key[1]} {group.key[2]}"
+    misread = truth.replace(f"{unit}, {unit}", unit, 1).replace(f" {person.key[1]} {person.key[2]} ",
+                                                              f" {person.key[1]} plaid ")
+    assert not read_right(misread, room, group) and not read_right(misread, room, person)
+    memories = [world.describe_new(i) for i in range(example.index)]
+    _, target = own_reading_target(world, clips, example.index, memories, misread)
+    assert parse_output(target).thinking == misread
+    stated = set(statements(parse_output(target).description))
+    assert stated == set(statements(example.description)) - set(statements(group.text + " " + person.text))
 
 
 def test_vocabulary_covers_unseen_worlds():

@@ -188,16 +188,45 @@ def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: i
 
 def streamed_example(world: World, clips: list[Clip], index: int, memories: list[str], *, frames_per_clip: int = 0,
                      tracker: bool = True, max_new_facts: int = 0, numbered: bool = False,
-                     own_memories: bool = False) -> ClipExample:
+                     own_memories: bool = False, untold_only: bool = False) -> ClipExample:
     """The example of clip `index` of a stream whose clips' memories so far are `memories` (one per clip, ""
     when there is none), the policy input showing up to four of them. `own_memories`: they are the policy's
-    own, and the target is what is new to them (`target_facts`' `unstated_by`): the on-policy expert of
-    DAgger."""
+    own, and the target is what is new to them (`target_facts`' `unstated_by`, and `untold_only`): the on-policy
+    expert of DAgger."""
     request, shown = streamed_request(clips, index, memories, frames_per_clip)
     return _example(world, index, request, _frame_span(clips[index], frames_per_clip), new_only=True,
                     tracked=tracker, new_room=is_new_room(world.clips[index].room, shown),
                     max_new_facts=max_new_facts, numbered=numbered,
-                    unstated_by=[m.text for m in shown] if own_memories else None)
+                    unstated_by=[m.text for m in shown] if own_memories else None, untold_only=untold_only)
+
+
+def own_reading_target(world: World, clips: list[Clip], index: int, memories: list[str], thinking: str, *,
+                       frames_per_clip: int = 0) -> tuple[PolicyRequest, str]:
+    """DAgger's example after the policy's own reading: the input of clip `index` of a stream (its own memories
+    shown, as `streamed_example`) and the target output `thinking` (the scan the policy itself wrote for the
+    clip) followed by the facts new to those memories that the scan read right (`read_right`): what to write
+    after its own reading, never a state it misread."""
+    request, shown = streamed_request(clips, index, memories, frames_per_clip)
+    facts = target_facts(world, index, _frame_span(clips[index], frames_per_clip), unstated_by=[m.text for m in shown])
+    kept = [f for f in facts if read_right(thinking, world.clips[index].room, f)]
+    return request, target_output(" ".join(f.text for f in kept), thinking)
+
+
+def read_right(thinking: str, room: str, fact: Fact) -> bool:
+    """Whether a scan (the thinking of `scan_thinking`'s format) lists the state `fact` gives as it is: an object
+    group with its count at its place, a person with their shirt and what they do (as the scan's last people list
+    gives them). Rooms, lights and events are not read off one list and count as read."""
+    if fact.key[0] == "object":
+        try:
+            return len(counted_units(thinking, room, fact)) - 1 == fact.key[4]
+        except ValueError:  # a place list that never ends: a malformed scan
+            return False
+    if fact.key[0] == "person":
+        _, pid, shirt, doing = fact.key
+        lists = re.findall(r"people: ([^.]*)\.", thinking)
+        entry = f"{pid} {shirt} {doing.replace('carrying a ', 'carrying ')}"
+        return bool(lists) and any(item.partition(" ")[2] == entry for item in lists[-1].split(", "))
+    return True
 
 
 def streamed_request(clips: list[Clip], index: int, memories: list[str],
@@ -245,21 +274,41 @@ def seen_between(clip: ClipTruth, fact: Fact, frame_span: tuple[float, float]) -
 
 
 def target_facts(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True,
-                 max_new_facts: int = 0, unstated_by: list[str] | None = None) -> list[Fact]:
+                 max_new_facts: int = 0, unstated_by: list[str] | None = None,
+                 untold_only: bool = False) -> list[Fact]:
     """The warm start's target facts: the clip's new content (or everything it shows) that the frames shown tell
     of; with `max_new_facts` > 0, the room and at most that many of the other facts (`within_budget`).
     `unstated_by`: the memories shown are the policy's own, so the new content is what the judge counts as new
     to the memory: the clip's new content and every other fact it shows that none of those memories states
-    (a state the policy missed or misread earlier is worth stating now)."""
+    (a state the policy missed or misread earlier is worth stating now). `untold_only`: of those other facts,
+    only the ones about a thing none of the memories speaks of (`speaks_of`), so a misreading is not corrected
+    by restating the thing it is about."""
     clip = world.clips[index]
     facts = world.new_facts(index) if new_only else clip.facts
     if new_only and unstated_by is not None:
         stated = {s for memory in unstated_by for s in statements(memory)}
-        facts = [f for f in clip.facts if f in facts or statements(f.text)[0] not in stated]
+        facts = [f for f in clip.facts if f in facts or (
+            statements(f.text)[0] not in stated and not (untold_only and any(speaks_of(s, f.slot) for s in stated)))]
     facts = [f for f in facts if seen_between(clip, f, frame_span)]
     if max_new_facts:
         facts = within_budget(facts, max_new_facts, random.Random(f"{world.config.seed}/{index}"))
     return facts
+
+
+def speaks_of(statement: str, slot: tuple) -> bool:
+    """Whether a memory's (normalized) statement gives the state of the thing in `slot`, rightly or not: a
+    person's by their id, an object group's by its colour and kind or by its kind at its place (so a miscounted
+    or misplaced group is spoken of); a room's lights by the room."""
+    if not slot:
+        return False
+    if slot[0] == "person":
+        return statement.startswith(f"person {slot[1]} ")
+    if slot[0] == "lights":
+        return statement.startswith(f"the {slot[1]} lights ")
+    _, colour, kind, place = slot
+    if not statement[:1].isdigit():  # a group's state begins with its count; events begin otherwise
+        return False
+    return f" {colour} {kind}" in statement or (f" {kind}" in statement and statement.endswith(f" on the {place}"))
 
 
 def target_description(world: World, index: int, frame_span: tuple[float, float], *, new_only: bool = True,
@@ -324,8 +373,10 @@ def within_budget(facts: list[Fact], max_facts: int, rng: random.Random) -> list
 
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
              new_only: bool, tracked: bool = False, new_room: bool = False, max_new_facts: int = 0,
-             numbered: bool = False, unstated_by: list[str] | None = None) -> ClipExample:
-    facts = target_facts(world, index, span, new_only=new_only, max_new_facts=max_new_facts, unstated_by=unstated_by)
+             numbered: bool = False, unstated_by: list[str] | None = None,
+             untold_only: bool = False) -> ClipExample:
+    facts = target_facts(world, index, span, new_only=new_only, max_new_facts=max_new_facts, unstated_by=unstated_by,
+                         untold_only=untold_only)
     description = " ".join(f.text for f in facts)
     thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked, new_room, numbered)
     target = target_output(description, thinking)

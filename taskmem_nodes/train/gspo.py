@@ -33,7 +33,7 @@ import torch
 from taskmem_nodes.memorizer import memorizer_parameters
 from taskmem_nodes.policy import PRECEDING_MEMORIES, MemoryParseError, parse_output
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import stream_clips, streamed_example, streamed_request
+from taskmem_nodes.train.examples import own_reading_target, stream_clips, streamed_example, streamed_request
 from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry, statement_values
 from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
 from taskmem_nodes.train.rewards import RewardConfig, score_group
@@ -108,6 +108,13 @@ class PhaseOneConfig:
     own, the target what is new to them: everything true the frames show that those memories do not state, as
     the judge counts it. DAgger: the expert labels the states the policy itself reaches, so it learns to state
     what it missed or misread before instead of only what changed)."""
+    own_target: str = "unstated"
+    """With `supervised_source: own`, which of the clip's facts that are not new the target adds: "unstated"
+    (every one no memory shown states), "untold" (only those about a person, object group or room's lights no
+    memory shown speaks of: a thing it misread is not restated, so the policy does not learn to restate what its
+    memory already mentions) or "read" (the target's thinking is the policy's own greedy scan of the clip, not
+    learned, and its memory every unstated fact that scan read right: it learns to state what it read right and
+    its memories lack, never to guess at what it misread)."""
     rl: bool = True
     """False: no rollouts, the supervised term alone: the control that tells what the RL part adds to it."""
     rewards: dict = field(default_factory=dict)
@@ -138,7 +145,8 @@ class PhaseOneConfig:
         for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy", "length")),
                               ("scale", ("std", "none")), ("push", ("both", "up", "correct")),
                               ("credit", ("sequence", "statement")), ("validation_decoding", ("free", "deployed")),
-                              ("select_by", ("reward", "rich")), ("sample", ("free", "choices"))):
+                              ("select_by", ("reward", "rich")), ("sample", ("free", "choices")),
+                              ("own_target", ("unstated", "untold", "read"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
 
@@ -261,7 +269,7 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         optimizer.zero_grad()
         summary = {}
         if config.supervised_weight > 0 and config.supervised_source == "own":  # before the streams advance
-            summary["supervised_loss"] = _add_own_memory_gradient(policy, curriculum, config)
+            summary["supervised_loss"] = _add_own_memory_gradient(policy, curriculum, config, choice_decoding)
         if config.rl:
             groups = [_learn_from_clip(policy, curriculum, stream, config, rewards, count_tokens, choice_decoding)
                       for stream in curriculum.states]
@@ -311,16 +319,32 @@ def _add_supervised_gradient(policy: RestrictedPolicy, examples: ExampleSource, 
     return total
 
 
-def _add_own_memory_gradient(policy: RestrictedPolicy, curriculum: Curriculum, config: PhaseOneConfig) -> float:
+def _add_own_memory_gradient(policy: RestrictedPolicy, curriculum: Curriculum, config: PhaseOneConfig,
+                             decoding: tuple[Callable[[], list], int]) -> float:
     """Add the gradient of `supervised_weight` x the mean language loss of every stream's current clip, its
-    memories shown the policy's own and its target what is new to them (`supervised_source: own`)."""
-    policy.model.train()
+    memories shown the policy's own and its target what is new to them (`supervised_source: own`; with
+    `own_target: read`, after the policy's own greedy scan, decoded as deployed by `decoding`)."""
     total = 0.0
     for stream in curriculum.states:
         world, clips = curriculum.world(stream)
-        example = streamed_example(world, clips, stream.index, stream.memories,
-                                   frames_per_clip=policy.frames_per_clip, own_memories=True)
-        loss = policy.loss(policy.encode(example.request, example.target)) / len(curriculum.states)
+        if config.own_target == "read":
+            policy.model.eval()
+            output = policy.output_text(sample_group(policy, curriculum.request(stream), 1, 0.0, decoding[1],
+                                                     decoding[0]())[0])
+            try:
+                thinking = parse_output(output).thinking
+            except MemoryParseError:  # nothing read to learn after
+                continue
+            request, target = own_reading_target(world, clips, stream.index, stream.memories, thinking,
+                                                 frames_per_clip=policy.frames_per_clip)
+            start = policy.answer_start(target)
+        else:
+            example = streamed_example(world, clips, stream.index, stream.memories,
+                                       frames_per_clip=policy.frames_per_clip, own_memories=True,
+                                       untold_only=config.own_target == "untold")
+            request, target, start = example.request, example.target, 0
+        policy.model.train()
+        loss = policy.loss(policy.encode(request, target), start) / len(curriculum.states)
         (config.supervised_weight * loss).backward()
         total += loss.item()
     return total

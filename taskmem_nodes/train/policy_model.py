@@ -157,9 +157,14 @@ class RestrictedPolicy:
         attention = out.attentions[attention_layer][0] if attention_layer is not None else None
         return hidden @ self.embedding.rows.T, attention  # the tied head's allowed rows
 
-    def loss(self, sequence: Sequence) -> torch.Tensor:
-        """Mean cross-entropy of the target tokens."""
-        return torch.nn.functional.cross_entropy(self.target_logits(sequence), sequence.labels)
+    def loss(self, sequence: Sequence, start: int = 0) -> torch.Tensor:
+        """Mean cross-entropy of the target tokens from target token `start` on."""
+        return torch.nn.functional.cross_entropy(self.target_logits(sequence)[start:], sequence.labels[start:])
+
+    def answer_start(self, target: str) -> int:
+        """The target token the answer (the JSON after the thinking) of the output `target` starts at."""
+        thinking = target[len(THINK_PREFILL):] if target.startswith(THINK_PREFILL) else target
+        return len(self.tokenizer.encode(thinking[: thinking.index("{")], add_special_tokens=False))
 
     def token_logprobs(self, sequence: Sequence) -> torch.Tensor:
         """Each target token's log-probability (n_target,)."""
