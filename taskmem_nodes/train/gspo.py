@@ -40,7 +40,7 @@ from taskmem_nodes.train.rewards import RewardConfig, score_group
 from taskmem_nodes.train.rollouts import choice_group, sample_group
 from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, save_model, start_or_resume
 from taskmem_nodes.train.statement_credit import centred_credits, statement_token_credit, token_offsets
-from taskmem_nodes.train.validation import VALIDATION_SEEDS, validate
+from taskmem_nodes.train.validation import VALIDATION_SEEDS, carry, figures, greedy_outputs, validate
 from taskmem_nodes.train.warm_start import TRAIN_SEED_BASE, ExampleSource
 
 SUPERVISED_SEED = 8
@@ -268,15 +268,17 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
         started = time.monotonic()
         optimizer.zero_grad()
         summary = {}
+        deployed = None  # what the deployed policy writes for each stream's clip, when a step needs it
+        if config.supervised_source == "own" and (config.own_target == "read" or not config.rl):
+            deployed = greedy_outputs(policy, curriculum, choice_decoding[1], choice_decoding[0])
         if config.supervised_weight > 0 and config.supervised_source == "own":  # before the streams advance
-            summary["supervised_loss"] = _add_own_memory_gradient(policy, curriculum, config, choice_decoding)
+            summary["supervised_loss"] = _add_own_memory_gradient(policy, curriculum, config, deployed)
         if config.rl:
             groups = [_learn_from_clip(policy, curriculum, stream, config, rewards, count_tokens, choice_decoding)
                       for stream in curriculum.states]
             summary |= {key: sum(g[key] for g in groups) / len(groups) for key in groups[0]}
         elif config.supervised_source == "own":  # no rollouts: go on with what the deployed policy writes
-            summary["carried_rich"] = validate(policy, curriculum, 1, rewards, count_tokens, choice_decoding[1],
-                                               choice_decoding[0])["rich"]
+            summary["carried_rich"] = figures(carry(curriculum, deployed, rewards, count_tokens))["rich"]
         if config.supervised_weight > 0 and config.supervised_source == "worlds":
             summary["supervised_loss"] = _add_supervised_gradient(policy, supervised, step, config)
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -320,19 +322,17 @@ def _add_supervised_gradient(policy: RestrictedPolicy, examples: ExampleSource, 
 
 
 def _add_own_memory_gradient(policy: RestrictedPolicy, curriculum: Curriculum, config: PhaseOneConfig,
-                             decoding: tuple[Callable[[], list], int]) -> float:
+                             deployed: list[str] | None) -> float:
     """Add the gradient of `supervised_weight` x the mean language loss of every stream's current clip, its
     memories shown the policy's own and its target what is new to them (`supervised_source: own`; with
-    `own_target: read`, after the policy's own greedy scan, decoded as deployed by `decoding`)."""
+    `own_target: read`, after the scan of `deployed`, the deployed policy's output for each stream's clip)."""
+    policy.model.train()
     total = 0.0
-    for stream in curriculum.states:
+    for k, stream in enumerate(curriculum.states):
         world, clips = curriculum.world(stream)
         if config.own_target == "read":
-            policy.model.eval()
-            output = policy.output_text(sample_group(policy, curriculum.request(stream), 1, 0.0, decoding[1],
-                                                     decoding[0]())[0])
             try:
-                thinking = parse_output(output).thinking
+                thinking = parse_output(deployed[k]).thinking
             except MemoryParseError:  # nothing read to learn after
                 continue
             request, target = own_reading_target(world, clips, stream.index, stream.memories, thinking,
@@ -343,7 +343,6 @@ def _add_own_memory_gradient(policy: RestrictedPolicy, curriculum: Curriculum, c
                                        frames_per_clip=policy.frames_per_clip, own_memories=True,
                                        untold_only=config.own_target == "untold")
             request, target, start = example.request, example.target, 0
-        policy.model.train()
         loss = policy.loss(policy.encode(request, target), start) / len(curriculum.states)
         (config.supervised_weight * loss).backward()
         total += loss.item()

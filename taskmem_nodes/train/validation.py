@@ -24,17 +24,36 @@ def validate(policy: RestrictedPolicy, curriculum, clips_per_world: int, rewards
     own memories, each decoded through fresh `processors()` (e.g. the deployed format enforcer); returns the mean
     reward, fidelity (true / stated statements), new true facts per entry (`rich`), wrong statements per entry,
     and the fractions of entries that parse and that are correct."""
-    from taskmem_nodes.train.gspo import description_of
+    scored = []
+    for _ in range(clips_per_world):
+        scored += carry(curriculum, greedy_outputs(policy, curriculum, max_new_tokens, processors), rewards,
+                        count_tokens)
+    return figures(scored)
+
+
+def greedy_outputs(policy: RestrictedPolicy, curriculum, max_new_tokens: int,
+                   processors: Callable[[], list] = list) -> list[str]:
+    """The greedy output for every stream's current clip of `curriculum`, each through fresh `processors()`."""
     from taskmem_nodes.train.rollouts import sample_group
 
     policy.model.eval()
+    return [policy.output_text(sample_group(policy, curriculum.request(stream), 1, 0.0, max_new_tokens,
+                                            processors())[0]) for stream in curriculum.states]
+
+
+def carry(curriculum, outputs: list[str], rewards: RewardConfig, count_tokens: Callable[[str], int]) -> list:
+    """Score `outputs` (one per stream, for its current clip) and advance every stream with its memory."""
+    from taskmem_nodes.train.gspo import description_of
+
     scored = []
-    for _ in range(clips_per_world):
-        for stream in curriculum.states:
-            text = policy.output_text(sample_group(policy, curriculum.request(stream), 1, 0.0, max_new_tokens,
-                                                    processors())[0])
-            scored += score_group([text], curriculum.judge(stream), count_tokens, rewards)
-            curriculum.advance(stream, description_of(text))
+    for stream, text in zip(curriculum.states, outputs, strict=True):
+        scored += score_group([text], curriculum.judge(stream), count_tokens, rewards)
+        curriculum.advance(stream, description_of(text))
+    return scored
+
+
+def figures(scored: list) -> dict[str, float]:
+    """`validate`'s figures of scored greedy entries."""
     verdicts = [s.verdict for s in scored if s.verdict]
     stated = sum(v.statements for v in verdicts)
     return {
