@@ -389,6 +389,9 @@ def bench(
              "by this Phase Two adapter")] = None,
     adapter_scale: Annotated[list[str] | None, typer.Option(
         help="<label>=<scale>: apply the --adapter of policy:<label> at this scale instead of its own")] = None,
+    min_confidence: Annotated[list[str] | None, typer.Option(
+        help="Memorizer min_statement_confidence of policy (default: taskmem.yaml's); repeat as <label>=<value> "
+             "for systems policy:<label>")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default runs/bench-<time>)")] = None,
 ) -> None:
     """The streaming benchmark: memory written clip by clip, tasks answered at arrival from memory only."""
@@ -438,6 +441,16 @@ def bench(
         except ValueError:
             raise typer.BadParameter(f"--adapter-scale {item!r}: write <label>=<scale> for a label given "
                                      "--adapter") from None
+    main_settings = memorizer_settings(main_model, model_config)
+    for item in min_confidence or []:
+        label, sep, value = item.rpartition("=")
+        try:
+            if sep and label not in extra_models:
+                raise ValueError
+            (extra_models[label] if sep else main_settings)["min_statement_confidence"] = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"--min-confidence {item!r}: write <value>, or <label>=<value> for a label "
+                                     "given --model or --adapter") from None
     if ({"policy", "captioner"} & set(names) or extra_models) and not main_model:
         _ensure_default_model(quiet=True)
     tokenizer = _token_counter()
@@ -445,8 +458,7 @@ def bench(
     with tqdm(total=count_clips(spec, seeds, names), unit="clip", desc="memorizing") as bar:
         try:
             report = run_benchmark(spec, seeds, names, LexicalAnswerer(), open_judge, config,
-                                   model_settings=memorizer_settings(main_model, model_config),
-                                   extra_models=extra_models,
+                                   model_settings=main_settings, extra_models=extra_models,
                                    count_tokens=tokenizer,
                                    on_clip=bar.update, reference=reference)
         except ValueError as err:

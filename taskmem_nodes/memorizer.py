@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from taskmem_nodes.clips import Clip, Frame
-from taskmem_nodes.models.base import MemorizerBackend
+from taskmem_nodes.models.base import GenerationResult, MemorizerBackend
 from taskmem_nodes.policy import (
     MAX_RAW_OUTPUT_CHARS,
     PRECEDING_MEMORIES,
@@ -22,6 +22,7 @@ from taskmem_nodes.policy import (
     MemoryParseError,
     PrecedingMemory,
     build_request,
+    confident_statements,
     parse_output,
     select_window,
 )
@@ -74,8 +75,12 @@ class Memorizer:
     """Writes one memory per clip from the clip's window and the policy's own preceding memories."""
 
     def __init__(self, backend: MemorizerBackend, *, window_clips: int = WINDOW_CLIPS,
-                 preceding_memories: int = PRECEDING_MEMORIES, frames_per_clip: int | None = None):
+                 preceding_memories: int = PRECEDING_MEMORIES, frames_per_clip: int | None = None,
+                 min_statement_confidence: float = 0.0):
+        if not 0.0 <= min_statement_confidence <= 1.0:
+            raise ValueError(f"min_statement_confidence must be within [0, 1], got {min_statement_confidence}")
         self.backend = backend
+        self.min_statement_confidence = min_statement_confidence  # statements less sure than this are left out
         self.window_clips = window_clips
         # None: as many as the checkpoint was trained on (its policy spec), else all sampled frames
         self.frames_per_clip = getattr(backend, "frames_per_clip", 0) if frames_per_clip is None else frames_per_clip
@@ -109,7 +114,7 @@ class Memorizer:
         except Exception as err:  # any backend failure is recorded; the node keeps running
             return self._rejected(clip, "", f"backend error: {type(err).__name__}: {err}", model_version)
         try:
-            parsed = parse_output(result.text)
+            parsed = parse_output(self._confident(result))
         except MemoryParseError as err:
             return self._rejected(clip, result.text, str(err), model_version, result.adapter_version)
         memory = MemoryRecord(
@@ -120,6 +125,13 @@ class Memorizer:
         )
         self._memories.append(memory)
         return memory
+
+    def _confident(self, result: GenerationResult) -> str:
+        """The output with the statements the model was unsure of left out (the record's raw output keeps them)."""
+        if self.min_statement_confidence <= 0.0:
+            return result.text
+        return confident_statements(result.text, result.token_starts, result.token_probs,
+                                    self.min_statement_confidence)
 
     def warm_up(self) -> float:
         """Run the model once on a blank clip (first calls are slow), so the first real clip is not late.

@@ -205,6 +205,34 @@ def _without_repeats(text: str) -> str:
     return " ".join(dict.fromkeys(sentences))
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_DESCRIPTION_VALUE = re.compile(r'"description"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def confident_statements(raw: str, token_starts: Sequence[int], token_probs: Sequence[float],
+                         min_confidence: float) -> str:
+    """`raw` with every statement (sentence) of its description after the first left out when the least likely
+    of its tokens had probability below `min_confidence` (`token_starts[k]`: where generated token k starts in
+    `raw`; `token_probs[k]`: its probability when it was chosen). The first statement (the room, in the TaskMem
+    format) always stays, so a memory is never emptied; `raw` comes back unchanged when its description cannot
+    be found or the token figures do not cover it."""
+    found = _DESCRIPTION_VALUE.search(raw, raw.rfind("</think>") + 1)
+    if found is None or len(token_starts) != len(token_probs) or not token_probs or token_starts[0] > found.start(1):
+        return raw
+    value, offset = found.group(1), found.start(1)
+    kept, cursor = [], 0
+    ends = [*token_starts[1:], len(raw)]
+    for number, part in enumerate(_SENTENCE_END.split(value)):
+        start = value.index(part, cursor)
+        cursor = start + len(part)
+        span = (offset + start, offset + cursor)
+        probs = [p for p, first, last in zip(token_probs, token_starts, ends, strict=True)
+                 if first < span[1] and span[0] < last]
+        if number == 0 or not part.strip() or min(probs, default=1.0) >= min_confidence:
+            kept.append(part)
+    return raw[:offset] + " ".join(kept) + raw[found.end(1):]
+
+
 def parse_output(raw: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> ParsedMemory:
     """Parse `<think>...</think>{"description": "..."}`; raise MemoryParseError with the reason otherwise.
 

@@ -24,6 +24,7 @@ from taskmem_nodes.models.format_enforcer import FormatEnforcer, vocab_masks  # 
 from taskmem_nodes.models.qwen_tokenizer import CHAT_TEMPLATE, SPECIAL_TOKENS, build_qwen_tokenizer  # noqa: E402
 from taskmem_nodes.models.tiny import VOCAB_SIZE, build_tiny_checkpoint, is_complete  # noqa: E402
 from taskmem_nodes.models.transformers_backend import (  # noqa: E402
+    ChosenTokenProbs,
     TransformersBackend,
     TransformersBackendConfig,
     prepare_inputs,
@@ -226,6 +227,33 @@ def test_enforced_generate_always_parses(enforced_backend, frames, height, width
     bound = 1 + THINK_BUDGET + 5 + DESCRIPTION_BUDGET + 1 + 1  # </think>, prefix, close, <|im_end|>
     assert 0 < result.output_tokens <= bound
     assert result.prompt_tokens > frames // 2 and result.seconds > 0
+
+
+def test_generate_tells_where_each_token_starts_and_how_likely_it_was(enforced_backend):
+    result = enforced_backend.generate(make_request(10, seed=5))
+    assert len(result.token_starts) == len(result.token_probs) == result.output_tokens
+    assert result.token_starts[0] == len("<think>\n") and result.text.startswith("<think>\n")
+    assert list(result.token_starts) == sorted(result.token_starts) and result.token_starts[-1] <= len(result.text)
+    assert all(0.0 < p <= 1.0 for p in result.token_probs)
+
+
+def test_chosen_token_probs_are_those_of_a_plain_forward_pass(enforced_backend):
+    """The recorder reads each token's probability one step late (when it is known): checked against the
+    softmax of one forward pass over the generated sequence."""
+    model = enforced_backend._model
+    _, inputs = prepare_inputs(enforced_backend._processor, make_request(4, seed=6))
+    chosen = ChosenTokenProbs()
+    with torch.no_grad():
+        output = model.generate(**inputs, do_sample=False, max_new_tokens=6, logits_processor=[chosen])
+        prompt = inputs["input_ids"].shape[1]
+        extra = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        if "mm_token_type_ids" in inputs:
+            pad = torch.zeros(1, output.shape[1] - prompt, dtype=inputs["mm_token_type_ids"].dtype)
+            extra["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], pad], dim=1)
+        logits = model(input_ids=output, attention_mask=torch.ones_like(output), **extra).logits[0]
+    plain = logits[prompt - 1: -1].float().softmax(-1).gather(1, output[0, prompt:, None])[:, 0]
+    assert chosen.finish(output) == pytest.approx(plain.tolist(), abs=1e-4)
+    assert len(plain) == output.shape[1] - prompt == 6
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -10,6 +10,7 @@ from taskmem_nodes.policy import (
     MemoryParseError,
     PrecedingMemory,
     build_request,
+    confident_statements,
     entity_tag_id,
     parse_output,
     pick_frames,
@@ -136,3 +137,31 @@ def test_no_tracker_no_line_and_a_tracker_that_sees_nobody_says_so():
 def test_tracker_ids_become_entity_tags_the_parser_reads(raw, tag):
     assert entity_tag_id(raw) == tag
     assert parse_output(f'</think>{{"description": "<{tag}> waves."}}').entity_ids == (tag,)
+
+
+def _tokens(raw: str, pieces: list[tuple[str, float]]) -> tuple[list[int], list[float]]:
+    """Token starts and probabilities of `raw`, written as (text, probability) pieces that spell it."""
+    assert "".join(text for text, _ in pieces) == raw
+    starts = [sum(len(text) for text, _ in pieces[:k]) for k in range(len(pieces))]
+    return starts, [prob for _, prob in pieces]
+
+
+def test_statements_the_model_was_unsure_of_are_left_out_but_never_the_first():
+    pieces = [("<think>\nkitchen.</think>\n\n", 0.4), ('{"description": "', 0.99), ("In the kitchen.", 0.3),
+              (" 2 red", 0.95), (" cups on the table.", 0.9), (" Person 3", 0.97), (" is", 0.5),
+              (" sitting.", 0.96), (" The lights are on.", 0.8), ('"}', 0.99)]
+    raw = "".join(text for text, _ in pieces)
+    starts, probs = _tokens(raw, pieces)
+    assert parse_output(confident_statements(raw, starts, probs, 0.0)).description == parse_output(raw).description
+    kept = parse_output(confident_statements(raw, starts, probs, 0.6))
+    assert kept.description == "In the kitchen. 2 red cups on the table. The lights are on."
+    assert kept.entity_ids == ()  # person 3 went with its statement
+    assert parse_output(confident_statements(raw, starts, probs, 0.99)).description == "In the kitchen."
+    # the thinking's doubts do not count: only the description's tokens do
+    assert "Person 3" in confident_statements(raw, starts, probs, 0.45)
+
+
+@pytest.mark.parametrize("raw", ["no json at all", '<think>x</think>{"description": "A. B."}'])
+def test_outputs_without_token_figures_or_a_description_come_back_unchanged(raw):
+    assert confident_statements(raw, [], [], 0.9) == raw
+    assert confident_statements(raw, [38], [0.1], 0.9) == raw  # the tokens start after the description does

@@ -48,13 +48,14 @@ class StreamMemorizer(Protocol):
 class PolicyMemorizer:
     """The TaskMem memorization policy."""
 
-    def __init__(self, backend: MemorizerBackend, name: str = "policy"):
+    def __init__(self, backend: MemorizerBackend, min_statement_confidence: float = 0.0, name: str = "policy"):
         self.name = name
         self.backend = backend
-        self._memorizer = Memorizer(backend)
+        self.min_statement_confidence = min_statement_confidence
+        self.reset()
 
     def reset(self) -> None:
-        self._memorizer = Memorizer(self.backend)
+        self._memorizer = Memorizer(self.backend, min_statement_confidence=self.min_statement_confidence)
 
     def memorize(self, clip: Clip, context: ClipContext) -> str | None:
         result = self._memorizer.memorize(clip)

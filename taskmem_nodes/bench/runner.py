@@ -95,7 +95,8 @@ def memorizer_settings(model_path: str = "", model_config: str | Path | None = N
     params = memorizer_parameters(*([model_config] if model_config else []))
     if model_path:
         params["model_path"] = model_path
-    return {**{name: params[name] for name in BACKEND_PARAMETERS if name in params}, **overrides}
+    names = (*BACKEND_PARAMETERS, "min_statement_confidence")
+    return {**{name: params[name] for name in names if name in params}, **overrides}
 
 
 class SystemFactory:
@@ -149,7 +150,8 @@ class SystemFactory:
         if base in ("oracle-budget", "oracle-budget-focused"):
             return OracleMemorizer(lambda context: self._describe_budget(context, base.endswith("focused")), name=base)
         if base == "policy":
-            return PolicyMemorizer(self.backend(label))
+            settings = self.extra_models.get(label, self.model_settings)
+            return PolicyMemorizer(self.backend(label), settings.get("min_statement_confidence", 0.0))
         if base == "captioner":
             return CaptionerMemorizer(self.backend())
         return NoMemory()

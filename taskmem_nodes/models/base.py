@@ -21,6 +21,9 @@ class GenerationResult:
         output_tokens: newly generated tokens, including the closing end-of-turn token.
         seconds: wall time of the whole request (preprocessing + generation + decoding).
         adapter_version: the steering adapter the response was generated with ("" = none).
+        token_starts: where each generated token starts in `text` (empty when the backend does not tell).
+        token_probs: each generated token's probability when it was chosen, under the decoding's constraints;
+            the memorizer leaves out statements it was unsure of (`policy.confident_statements`).
     """
 
     text: str
@@ -28,6 +31,8 @@ class GenerationResult:
     output_tokens: int
     seconds: float
     adapter_version: str = ""
+    token_starts: tuple[int, ...] = ()
+    token_probs: tuple[float, ...] = ()
 
 
 @runtime_checkable

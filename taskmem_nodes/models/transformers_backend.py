@@ -172,6 +172,30 @@ class AllowedTokens:
         return masked
 
 
+class ChosenTokenProbs:
+    """Logits processor, last in the list: records the probability each generated token had under the scores
+    the earlier processors left (read at the next step, when the chosen token is known; `finish` reads the
+    last). Holds one distribution at a time."""
+
+    def __init__(self):
+        self.probs: list[float] = []
+        self._previous = None
+
+    def __call__(self, input_ids, scores):
+        self._record(input_ids)
+        self._previous = scores[0].float().softmax(-1)
+        return scores
+
+    def finish(self, output_ids) -> tuple[float, ...]:
+        self._record(output_ids)
+        return tuple(self.probs)
+
+    def _record(self, input_ids) -> None:
+        if self._previous is not None:
+            self.probs.append(float(self._previous[int(input_ids[0, -1])]))
+            self._previous = None
+
+
 class TransformersBackend:
     """`MemorizerBackend` running a Qwen3-VL checkpoint with transformers' `generate()`.
 
@@ -338,14 +362,20 @@ class TransformersBackend:
             else:
                 budget = cfg.max_thinking_tokens + cfg.max_description_tokens
                 kwargs["max_new_tokens"] = budget + FREE_DECODING_SLACK
-            kwargs["logits_processor"] = LogitsProcessorList(processors)
+            chosen = ChosenTokenProbs()
+            kwargs["logits_processor"] = LogitsProcessorList([*processors, chosen])
             output = model.generate(**inputs, **kwargs)  # (1, prompt + new)
             new_tokens = output[0, prompt_tokens:]
-            text = prefill + processor.tokenizer.decode(new_tokens, skip_special_tokens=True)
+            decode = processor.tokenizer.decode
+            text = prefill + decode(new_tokens, skip_special_tokens=True)
+            starts = tuple(len(prefill + decode(new_tokens[:k], skip_special_tokens=True))
+                           for k in range(len(new_tokens)))
             return GenerationResult(
                 text=text,
                 prompt_tokens=prompt_tokens,
                 output_tokens=int(new_tokens.shape[0]),
                 seconds=time.perf_counter() - start,
                 adapter_version=self.adapter_version,
+                token_starts=starts,
+                token_probs=chosen.finish(output),
             )

@@ -49,6 +49,8 @@ class MemorizerNode(LifecycleNode):
         declare(self, "window_clips", 5, "Clips in the policy's window (current + preceding)")
         declare(self, "preceding_memories", 4, "Own earlier memories shown to the policy")
         declare(self, "frames_per_clip", -1, "Frames of each clip the policy sees (-1: the checkpoint's, 0: all)")
+        declare(self, "min_statement_confidence", 0.0,
+                "Leave out a memory's statements whose least likely token was below this probability (0: keep all)")
         declare(self, "queue_size", 2, "Clips waiting for the model; the oldest is dropped when full")
 
         self.memorizer: Memorizer | None = None
@@ -75,7 +77,8 @@ class MemorizerNode(LifecycleNode):
     # --- lifecycle ---
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         p = {name: self.get_parameter(name).value for name in (
-            "backend", *BACKEND_PARAMETERS, "window_clips", "preceding_memories", "frames_per_clip", "queue_size")}
+            "backend", *BACKEND_PARAMETERS, "window_clips", "preceding_memories", "frames_per_clip", "queue_size",
+            "min_statement_confidence")}
         model_path = p["model_path"] or str(default_model_dir())
         try:
             backend = load_backend(p["backend"], **backend_settings(p))
@@ -84,12 +87,14 @@ class MemorizerNode(LifecycleNode):
             self.last_error = f"cannot load model {model_path}: {err}"
             self.get_logger().error(self.last_error)
             return TransitionCallbackReturn.FAILURE
-        self.memorizer = Memorizer(backend, window_clips=p["window_clips"], preceding_memories=p["preceding_memories"],
-                                   frames_per_clip=None if p["frames_per_clip"] < 0 else p["frames_per_clip"])
         try:
+            self.memorizer = Memorizer(backend, window_clips=p["window_clips"],
+                                       preceding_memories=p["preceding_memories"],
+                                       frames_per_clip=None if p["frames_per_clip"] < 0 else p["frames_per_clip"],
+                                       min_statement_confidence=p["min_statement_confidence"])
             self.get_logger().info(f"warm-up generation took {self.memorizer.warm_up():.2f} s")
-        except Exception as err:  # a model that cannot generate is not configured
-            self.last_error = f"warm-up generation failed: {err}"
+        except Exception as err:  # a bad setting or a model that cannot generate: not configured
+            self.last_error = f"cannot start the memorizer: {err}"
             self.get_logger().error(self.last_error)
             backend.unload()
             self.memorizer = None
