@@ -296,3 +296,47 @@ def test_length_baseline_leaves_what_length_does_not_explain():
     assert torch.allclose(length_residuals(rewards, [2, 2, 2, 2]), rewards - rewards.mean())
     with pytest.raises(ValueError, match="baseline"):
         PhaseOneConfig(baseline="median")
+
+
+def test_the_false_statement_term_makes_the_policy_unsure_of_its_wrong_statements_only():
+    """`false_statement_weight`: unlikelihood on the token where each false or repeated statement of the deployed
+    memory went wrong (a miscounted group's count digit); a memory that is all true costs nothing, and a step on
+    the term lowers the wrong digit's probability."""
+    import re
+
+    from taskmem_nodes.models.packed import ensure_default_model
+    from taskmem_nodes.train.examples import stream_clips, streamed_request, target_output
+    from taskmem_nodes.train.fact_judge import JudgedClip, departure, statements
+    from taskmem_nodes.train.gspo import _false_statement_loss
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
+
+    policy = RestrictedPolicy.load(ensure_default_model())
+    world = World(WorldConfig(seed=557_020, duration_s=20.0))
+    truth = world.describe_new(0)
+    group = next(s for s in re.split(r"(?<=\.) ", truth) if s[:1].isdigit())
+    miscounted = str(int(group[0]) % 3 + 1) + group[1:]
+    request = streamed_request(stream_clips(world, 1.0), 0, [""], policy.frames_per_clip)[0]
+    judge = JudgedClip.of(world, 0, ())
+    thinking = f"The {world.clips[0].room}, new."
+    honest, wrong = target_output(truth, thinking), target_output(f"{truth} {miscounted}", thinking)
+    assert all(departure(s, judge, set()) is None for s in statements(truth))
+    assert departure(statements(miscounted)[0], judge, set()) == 0  # the count digit is where it goes wrong
+    assert departure(statements(group)[0], judge, {statements(group)[0]}) == 0  # said twice
+    assert float(_false_statement_loss(policy, request, honest, judge)) == 0.0
+    loss = _false_statement_loss(policy, request, wrong, judge)
+    assert loss.item() > 0.0
+
+    def false_prob() -> float:  # the probability of the false statement's last count digit given what precedes
+        sequence = policy.encode(request, wrong)
+        with torch.no_grad():
+            return float(policy.token_logprobs(sequence).exp()[-len(policy.tokenizer.encode(
+                miscounted[1:] + '"}<|im_end|>', add_special_tokens=False)) - 1])
+
+    before = false_prob()
+    optimizer = torch.optim.SGD(policy.parameters(), lr=0.05)
+    loss.backward()
+    optimizer.step()
+    policy.write_back()
+    assert false_prob() < before
+    with pytest.raises(ValueError, match="false_statement_weight"):
+        PhaseOneConfig(false_statement_weight=1.0)  # it needs the read target's deployed memories

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 from taskmem_nodes.sim.world import World, room_sentence
 
@@ -108,3 +109,18 @@ def statement_values(world: World, index: int, text: str, preceding: Sequence[st
             values.append(0 if sentence == clip_truth.room else 1)
         seen.add(sentence)
     return values
+
+
+def departure(sentence: str, clip: JudgedClip, earlier: set[str]) -> int | None:
+    """Where a normalized statement of a memory went wrong: None when it is a new true fact or the room; 0 when
+    it repeats the memories shown or an `earlier` sentence of the entry (stating it at all was the error); else
+    the first character where it differs from the most alike true fact of the clip (a miscounted group's count,
+    a person's wrong shirt or action)."""
+    if sentence in clip.said_before or sentence in earlier:
+        return 0
+    if sentence in clip.truth:
+        return None
+    if not clip.truth:
+        return 0
+    closest = max(sorted(clip.truth), key=lambda fact: SequenceMatcher(None, sentence, fact).ratio())
+    return next((k for k, (x, y) in enumerate(zip(sentence, closest)) if x != y), min(len(sentence), len(closest)))

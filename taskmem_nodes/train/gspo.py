@@ -21,6 +21,7 @@ Checkpoints (`<out>/last`) hold the model, the optimizer and the streams' positi
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -31,10 +32,18 @@ from pathlib import Path
 import torch
 
 from taskmem_nodes.memorizer import memorizer_parameters
+from taskmem_nodes.models.steering import THINK_END
 from taskmem_nodes.policy import PRECEDING_MEMORIES, MemoryParseError, parse_output
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import own_reading_target, stream_clips, streamed_example, streamed_request
-from taskmem_nodes.train.fact_judge import EntryVerdict, judge_entry, statement_values
+from taskmem_nodes.train.fact_judge import (
+    EntryVerdict,
+    JudgedClip,
+    departure,
+    judge_entry,
+    sentence_spans,
+    statement_values,
+)
 from taskmem_nodes.train.policy_model import RestrictedPolicy, inference_decoding
 from taskmem_nodes.train.rewards import RewardConfig, score_group
 from taskmem_nodes.train.rollouts import choice_group, sample_group
@@ -115,6 +124,12 @@ class PhaseOneConfig:
     memory already mentions) or "read" (the target's thinking is the policy's own greedy scan of the clip, not
     learned, and its memory every unstated fact that scan read right: it learns to state what it read right and
     its memories lack, never to guess at what it misread)."""
+    false_statement_weight: float = 0.0
+    """With `own_target: read`, weight of an unlikelihood term on the deployed policy's memory of each stream's
+    clip: -log(1 - p) of the token where each statement that is false or repeats the memories shown went wrong
+    (`fact_judge.departure`). The read target teaches what to state after its own scan; this makes the policy
+    unsure of what it states wrongly, so it states it less, and the memorizer's confidence floor
+    (`min_statement_confidence`) leaves out the rest."""
     rl: bool = True
     """False: no rollouts, the supervised term alone: the control that tells what the RL part adds to it."""
     rewards: dict = field(default_factory=dict)
@@ -140,6 +155,8 @@ class PhaseOneConfig:
     def __post_init__(self):
         if not self.rl and self.supervised_weight <= 0:
             raise ValueError("rl: false trains nothing without a positive supervised_weight")
+        if self.false_statement_weight > 0 and (self.supervised_source, self.own_target) != ("own", "read"):
+            raise ValueError("false_statement_weight needs supervised_source: own and own_target: read")
         if self.supervised_source not in ("worlds", "own"):
             raise ValueError(f"supervised_source must be 'worlds' or 'own', not {self.supervised_source!r}")
         for name, allowed in (("carry", ("sample", "greedy")), ("baseline", ("group", "greedy", "length")),
@@ -190,6 +207,11 @@ class Curriculum:
         """The ground-truth verdict of a memory for the stream's current clip, given the memories it shows."""
         world, _ = self.world(state)
         return partial(judge_entry, world, state.index, preceding=self._preceding(state))
+
+    def judged_clip(self, state: StreamState) -> JudgedClip:
+        """What a memory for the stream's current clip is judged against, given the memories it shows."""
+        world, _ = self.world(state)
+        return JudgedClip.of(world, state.index, self._preceding(state))
 
     def statement_judge(self, state: StreamState) -> Callable[[str], list[int]]:
         """The ground-truth value of each statement of a memory for the stream's current clip."""
@@ -338,6 +360,10 @@ def _add_own_memory_gradient(policy: RestrictedPolicy, curriculum: Curriculum, c
             request, target = own_reading_target(world, clips, stream.index, stream.memories, thinking,
                                                  frames_per_clip=policy.frames_per_clip)
             start = policy.answer_start(target)
+            if config.false_statement_weight > 0:
+                unlikely = _false_statement_loss(policy, request, deployed[k], curriculum.judged_clip(stream))
+                if unlikely.requires_grad:  # the memory stated something wrong
+                    (config.false_statement_weight * unlikely / len(curriculum.states)).backward()
         else:
             example = streamed_example(world, clips, stream.index, stream.memories,
                                        frames_per_clip=policy.frames_per_clip, own_memories=True,
@@ -347,6 +373,29 @@ def _add_own_memory_gradient(policy: RestrictedPolicy, curriculum: Curriculum, c
         (config.supervised_weight * loss).backward()
         total += loss.item()
     return total
+
+
+def _false_statement_loss(policy: RestrictedPolicy, request, output: str, clip: JudgedClip) -> torch.Tensor:
+    """Mean -log(1 - p) over the tokens where the statements of `output` that are false or repeated went wrong
+    (`fact_judge.departure`: a miscounted group's count digit, a repeat's first token), each p given the output
+    before it; 0 when every statement is right."""
+    sequence = policy.encode(request, output)
+    ids = sequence.inputs["input_ids"][0, sequence.prompt_tokens:]
+    text = policy.output_text(ids)
+    description = description_of(text)
+    where = text.find(description, text.find(THINK_END)) if description else -1
+    offsets = token_offsets(policy.output_text, ids)
+    wrong, earlier = torch.zeros(len(ids), dtype=torch.bool), set()
+    for start, end, sentence in sentence_spans(description) if where >= 0 else []:
+        at = departure(sentence, clip, earlier)
+        earlier.add(sentence)
+        if at is not None:
+            char = where + start + min(at, end - start - 1)
+            wrong |= torch.tensor([first <= char < last for first, last in itertools.pairwise(offsets)])
+    if not wrong.any():
+        return torch.zeros(())
+    probs = policy.token_logprobs(sequence)[wrong].exp()
+    return -torch.log1p(-probs.clamp(max=1 - 1e-6)).mean()
 
 
 def _learn_from_clip(policy: RestrictedPolicy, curriculum: Curriculum, stream: StreamState,
