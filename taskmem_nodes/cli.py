@@ -426,12 +426,12 @@ def bench(
     main_model = next((m for m in model or [] if "=" not in m), "")
     labelled = dict(m.split("=", 1) for m in model or [] if "=" in m)
     extra_models = {k: memorizer_settings(v) for k, v in labelled.items()}
+    main_settings = memorizer_settings(main_model, model_config)
     for item in adapter or []:
         label, sep, path = item.partition("=")
         if not sep or not Path(path).is_file():
             raise typer.BadParameter(f"--adapter {item!r}: write <label>=<adapter file> (an existing file)")
-        extra_models[label] = {**extra_models.get(label, memorizer_settings(main_model, model_config)),
-                               "adapter": path}
+        extra_models[label] = {**extra_models.get(label, main_settings), "adapter": path}
     for item in adapter_scale or []:
         label, sep, value = item.partition("=")
         try:
@@ -441,7 +441,6 @@ def bench(
         except ValueError:
             raise typer.BadParameter(f"--adapter-scale {item!r}: write <label>=<scale> for a label given "
                                      "--adapter") from None
-    main_settings = memorizer_settings(main_model, model_config)
     for item in min_confidence or []:
         label, sep, value = item.rpartition("=")
         try:

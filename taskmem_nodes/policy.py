@@ -199,13 +199,16 @@ def sanitize_text(text: str, max_chars: int) -> str:
     return " ".join(cleaned.split())[:max_chars]
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+"""Where a memory's sentences (statements) part."""
+
+
 def _without_repeats(text: str) -> str:
     """`text` with every sentence that repeats an earlier one of it left out (the raw output keeps them)."""
-    sentences = [part for part in re.split(r"(?<=[.!?])\s+", text) if part]
+    sentences = [part for part in _SENTENCE_END.split(text) if part]
     return " ".join(dict.fromkeys(sentences))
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _DESCRIPTION_VALUE = re.compile(r'"description"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
