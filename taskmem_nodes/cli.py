@@ -612,6 +612,46 @@ def train_inspect(
                   f"the memory states exactly the target's facts: {counts['written_right']}")
 
 
+@train_app.command("calibration")
+def train_calibration(
+    model: Annotated[str, typer.Option(help="Memorizer checkpoint ('' = the default model)")] = "",
+    clips_per_world: Annotated[int, typer.Option(help="Clips of each of the four held-out worlds")] = 15,
+    floor: Annotated[list[float] | None, typer.Option("--floor", help="Confidence floor to tabulate (repeat)")] = None,
+) -> None:
+    """Whether the memorizer's confidence tells its wrong statements from its true ones (what the confidence
+    floor, `min_statement_confidence`, relies on): held-out streams, played the deployed way, judged by ground
+    truth."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.bench.runner import memorizer_settings
+    from taskmem_nodes.memorizer import backend_settings, load_backend
+    from taskmem_nodes.train.calibration import (
+        CALIBRATION_SEEDS,
+        DEFAULT_FLOORS,
+        kept_above,
+        score_statements,
+        separation,
+    )
+
+    if not model:
+        _ensure_default_model(quiet=True)
+    backend = load_backend("transformers", **backend_settings(memorizer_settings(model)))
+    backend.load()
+    with tqdm(total=clips_per_world * len(CALIBRATION_SEEDS), unit="clip", desc="memorizing") as bar:
+        scored = score_statements(backend, clips_per_world=clips_per_world, on_clip=bar.update)
+    for kind, name in (("person", "people"), ("other", "objects and the rest")):
+        auc = separation(scored, kind)
+        console.print(f"{name}: confidence tells wrong from true statements with ROC AUC "
+                      + ("n/a (one side empty)" if auc is None else f"{auc:.2f}"))
+    table = Table("floor", "true kept", "wrong kept", "fidelity",
+                  title=f"statements after the room, {clips_per_world * len(CALIBRATION_SEEDS)} clips")
+    for value in [0.0, *(floor or DEFAULT_FLOORS)]:
+        kept = kept_above(scored, value)
+        table.add_row(f"{value:.2f}" if value else "none", str(kept["true"]), str(kept["wrong"]),
+                      f"{kept['fidelity']:.2f}")
+    console.print(table)
+
+
 @train_app.command("record-deployment")
 def train_record_deployment(
     out: Annotated[Path, typer.Option(help="New folder for store.db and clips/")],

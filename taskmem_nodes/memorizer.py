@@ -86,6 +86,7 @@ class Memorizer:
         self.frames_per_clip = getattr(backend, "frames_per_clip", 0) if frames_per_clip is None else frames_per_clip
         self._clips: deque[Clip] = deque(maxlen=window_clips * 3)
         self._memories: deque[MemoryRecord] = deque(maxlen=preceding_memories)
+        self.last_generation: GenerationResult | None = None  # the backend's last output, token figures and all
 
     @property
     def adapter_version(self) -> str:
@@ -113,6 +114,7 @@ class Memorizer:
             result = self.backend.generate(build_request(window, preceding, self.frames_per_clip))
         except Exception as err:  # any backend failure is recorded; the node keeps running
             return self._rejected(clip, "", f"backend error: {type(err).__name__}: {err}", model_version)
+        self.last_generation = result
         try:
             parsed = parse_output(self._confident(result))
         except MemoryParseError as err:

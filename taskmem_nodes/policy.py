@@ -212,28 +212,40 @@ def _without_repeats(text: str) -> str:
 _DESCRIPTION_VALUE = re.compile(r'"description"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-def confident_statements(raw: str, token_starts: Sequence[int], token_probs: Sequence[float],
-                         min_confidence: float) -> str:
-    """`raw` with every statement (sentence) of its description after the first left out when the least likely
-    of its tokens had probability below `min_confidence` (`token_starts[k]`: where generated token k starts in
-    `raw`; `token_probs[k]`: its probability when it was chosen). The first statement (the room, in the TaskMem
-    format) always stays, so a memory is never emptied; `raw` comes back unchanged when its description cannot
-    be found or the token figures do not cover it."""
+def statement_confidences(raw: str, token_starts: Sequence[int],
+                          token_probs: Sequence[float]) -> list[tuple[str, float]] | None:
+    """Each statement (sentence) of `raw`'s description with the probability of its least likely token
+    (`token_starts[k]`: where generated token k starts in `raw`; `token_probs[k]`: its probability when it was
+    chosen); None when the description cannot be found or the token figures do not cover it."""
     found = _DESCRIPTION_VALUE.search(raw, raw.rfind("</think>") + 1)
     if found is None or len(token_starts) != len(token_probs) or not token_probs or token_starts[0] > found.start(1):
-        return raw
+        return None
     value, offset = found.group(1), found.start(1)
-    kept, cursor = [], 0
+    scored, cursor = [], 0
     ends = [*token_starts[1:], len(raw)]
-    for number, part in enumerate(_SENTENCE_END.split(value)):
+    for part in _SENTENCE_END.split(value):
         start = value.index(part, cursor)
         cursor = start + len(part)
         span = (offset + start, offset + cursor)
         probs = [p for p, first, last in zip(token_probs, token_starts, ends, strict=True)
                  if first < span[1] and span[0] < last]
-        if number == 0 or not part.strip() or min(probs, default=1.0) >= min_confidence:
-            kept.append(part)
-    return raw[:offset] + " ".join(kept) + raw[found.end(1):]
+        scored.append((part, min(probs, default=1.0)))
+    return scored
+
+
+def confident_statements(raw: str, token_starts: Sequence[int], token_probs: Sequence[float],
+                         min_confidence: float) -> str:
+    """`raw` with every statement (sentence) of its description after the first left out when the least likely
+    of its tokens had probability below `min_confidence` (see `statement_confidences`). The first statement
+    (the room, in the TaskMem format) always stays, so a memory is never emptied; `raw` comes back unchanged
+    when its description cannot be found or the token figures do not cover it."""
+    scored = statement_confidences(raw, token_starts, token_probs)
+    if scored is None:
+        return raw
+    found = _DESCRIPTION_VALUE.search(raw, raw.rfind("</think>") + 1)
+    kept = [part for number, (part, confidence) in enumerate(scored)
+            if number == 0 or not part.strip() or confidence >= min_confidence]
+    return raw[:found.start(1)] + " ".join(kept) + raw[found.end(1):]
 
 
 def parse_output(raw: str, max_chars: int = MAX_DESCRIPTION_CHARS) -> ParsedMemory:
