@@ -11,7 +11,7 @@ from taskmem_nodes.models.steering import SteeringAdapter
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.deployment import Deployment
 from taskmem_nodes.train.phase_two import PAIRS_FILE, PhaseTwoConfig, load_sampled, run_phase_two
-from taskmem_nodes.train.task_judge import ClipRef, GroundTruthTaskJudge
+from taskmem_nodes.train.task_judge import AnsweringTaskJudge, ClipRef, GroundTruthTaskJudge, make_task_judge
 
 
 def test_ground_truth_judge_prefers_facts_that_answer_the_task_type():
@@ -27,6 +27,29 @@ def test_ground_truth_judge_prefers_facts_that_answer_the_task_type():
     assert judge.prefer(ref, "count", where, objects + " 3 purple zebras on the moon.", objects) == "second"
     said_before = ClipRef("s", index, preceding=(objects,))
     assert judge.prefer(said_before, "count", where, objects, "") == "tie"  # repeating memory adds nothing
+
+
+def test_answering_judge_prefers_the_memory_that_answers_the_clips_own_questions():
+    world = World(WorldConfig(seed=4, duration_s=300.0))
+    index, clip = next((i, c) for i, c in enumerate(world.clips)
+                       if any(f.key[0] == "object" and f.text.startswith("1 ") for f in c.facts))
+    group = next(f.text for f in clip.facts if f.key[0] == "object" and f.text.startswith("1 "))
+    miscounted = "3" + group[1:]  # the right place, the wrong count
+    judge = make_task_judge("ground-truth-answers", {"s": world})
+    assert isinstance(judge, AnsweringTaskJudge)
+    ref, asked = ClipRef("s", index), ["Where was the red mug last seen?"]
+    assert judge.probes(ref, "location") and judge.probes(ref, "count")
+    assert judge.prefer(ref, "count", asked, group, "") == "first"
+    assert judge.prefer(ref, "location", asked, miscounted, "") == "first"  # half right still says where
+    assert judge.prefer(ref, "count", asked, miscounted, "") == "second"  # and misleads a count
+    assert judge.prefer(ClipRef("s", index, preceding=(group,)), "count", asked, group, "") == "tie"
+    assert judge.prefer(ref, "temporal_order", asked, group, "") == "tie"  # one clip holds no order question
+
+
+def test_phase_two_compares_correctness_by_fidelity_or_by_the_entry_verdict():
+    assert PhaseTwoConfig(correctness="entry").correctness == "entry"
+    with pytest.raises(ValueError, match="correctness"):
+        PhaseTwoConfig(correctness="most")
 
 
 @pytest.fixture(scope="module")

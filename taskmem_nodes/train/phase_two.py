@@ -103,7 +103,11 @@ class PhaseTwoConfig:
     """The gate: memory-only accuracy on the held-out clips' tasks must be at least the current adapter's plus this
     (when the tasks' answers are known)."""
     judge: str = "ground-truth"
-    """Task-relevance judge: ground-truth (synthetic world) or openai:<base_url>#<model>."""
+    """Task-relevance judge: ground-truth or ground-truth-answers (synthetic world; `task_judge.py`) or
+    openai:<base_url>#<model>."""
+    correctness: str = "fidelity"
+    """What "never prefer the less correct memory" compares: "fidelity" (the fraction of true statements) or
+    "entry" (Phase One's quality verdict, as in the method: every statement true and none repeated, or not)."""
     dpo: dict = field(default_factory=dict)
     """Overrides of `DpoSettings` (steps, lr, beta, span)."""
     seed: int = 0
@@ -113,6 +117,8 @@ class PhaseTwoConfig:
             raise ValueError(f"rejected must be 'chain' or 'greedy', not {self.rejected!r}")
         if self.sample not in SAMPLING:
             raise ValueError(f"sample must be one of {', '.join(SAMPLING)}, not {self.sample!r}")
+        if self.correctness not in ("fidelity", "entry"):
+            raise ValueError(f"correctness must be 'fidelity' or 'entry', not {self.correctness!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> PhaseTwoConfig:
@@ -157,13 +163,17 @@ class SampledClip:
     candidates: tuple[Candidate, ...]
 
 
-def as_candidate(policy: RestrictedPolicy, ids: torch.Tensor, world, clip: ClipRef) -> Candidate | None:
-    """A generated output as a candidate memory (its correctness judged when `world` is known), or None when it
-    does not parse (Phase One's format reward handles that; it is no candidate here)."""
+def as_candidate(policy: RestrictedPolicy, ids: torch.Tensor, world, clip: ClipRef,
+                 correctness_by: str = "fidelity") -> Candidate | None:
+    """A generated output as a candidate memory (its correctness, by `PhaseTwoConfig.correctness`, judged when
+    `world` is known), or None when it does not parse (Phase One's format reward handles that)."""
     text = description_of(policy.output_text(ids))
     if not text:
         return None
-    correctness = judge_entry(world, clip.index, text, clip.preceding).fidelity if world else 1.0
+    correctness = 1.0
+    if world:
+        verdict = judge_entry(world, clip.index, text, clip.preceding)
+        correctness = verdict.fidelity if correctness_by == "fidelity" else float(verdict.correct)
     return Candidate(text, tuple(ids.tolist()), len(policy.tokenizer.encode(text, add_special_tokens=False)),
                      correctness)
 
@@ -191,8 +201,10 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
             forced = [ForcedPrefix(thinking_ids(policy, greedy_ids))] if config.sample == "memory" else []
             rollouts = sample_group(policy, request, config.rollouts, config.temperature, max_new_tokens,
                                     [*processors(), *forced])
-        candidates = [c for c in (as_candidate(policy, ids, world, ref) for ids in rollouts) if c is not None]
-        greedy = as_candidate(policy, greedy_ids, world, ref) if config.rejected == "greedy" else None
+        candidates = [c for c in (as_candidate(policy, ids, world, ref, config.correctness) for ids in rollouts)
+                      if c is not None]
+        greedy = as_candidate(policy, greedy_ids, world, ref, config.correctness) if config.rejected == "greedy" \
+            else None
         task_type, questions = sampler.draw()
         sampled.append(SampledClip(stream_id, position, ref, task_type, tuple(questions), tuple(candidates)))
         pair = None
@@ -211,7 +223,8 @@ def collect_pairs(policy: RestrictedPolicy, deployment: Deployment, clips: list[
 
 PAIRS_FILE = "pairs.json"
 JUDGING_SETTINGS = ("rollouts", "temperature", "max_new_tokens", "questions", "recent_tasks", "min_tasks",
-                    "task_types", "max_length_gap", "rejected", "sample", "validation_every", "judge", "seed")
+                    "task_types", "max_length_gap", "rejected", "sample", "validation_every", "judge", "correctness",
+                    "seed")
 
 
 def pairs_key(deployment: Deployment, config: PhaseTwoConfig, model_version: str) -> str:
@@ -423,7 +436,7 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
         raise ValueError(f"no task type was asked at least {config.min_tasks} times in the recent task log")
     worlds = deployment.worlds()  # simulating a world is not free: once per run
     if judge is None:
-        if config.judge == "ground-truth" and set(deployment.streams) - set(worlds):
+        if config.judge.startswith("ground-truth") and set(deployment.streams) - set(worlds):
             raise ValueError("the ground-truth judge needs a simulated world for every stream; on real video use "
                              "judge: openai:<base_url>#<model> in the recipe")
         judge = make_task_judge(config.judge, worlds)

@@ -25,7 +25,7 @@ class Candidate:
     text: str  # the description
     output_ids: tuple[int, ...]  # the generated tokens (thinking + JSON + end of turn), for DPO
     tokens: int  # length of the description in tokens
-    correctness: float  # fraction of its statements that are true (Phase One's fidelity judge)
+    correctness: float  # fraction of its statements that are true, or 1/0 for a correct entry (PhaseTwoConfig)
 
 
 @dataclass(frozen=True)
