@@ -212,11 +212,9 @@ def _without_repeats(text: str) -> str:
 _DESCRIPTION_VALUE = re.compile(r'"description"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-def statement_confidences(raw: str, token_starts: Sequence[int],
-                          token_probs: Sequence[float]) -> list[tuple[str, float]] | None:
-    """Each statement (sentence) of `raw`'s description with the probability of its least likely token
-    (`token_starts[k]`: where generated token k starts in `raw`; `token_probs[k]`: its probability when it was
-    chosen); None when the description cannot be found or the token figures do not cover it."""
+def _scored_description(raw: str, token_starts: Sequence[int],
+                        token_probs: Sequence[float]) -> tuple[re.Match, list[tuple[str, float]]] | None:
+    """Where `raw`'s description value lies, and each of its statements with its least likely token's probability."""
     found = _DESCRIPTION_VALUE.search(raw, raw.rfind("</think>") + 1)
     if found is None or len(token_starts) != len(token_probs) or not token_probs or token_starts[0] > found.start(1):
         return None
@@ -230,7 +228,16 @@ def statement_confidences(raw: str, token_starts: Sequence[int],
         probs = [p for p, first, last in zip(token_probs, token_starts, ends, strict=True)
                  if first < span[1] and span[0] < last]
         scored.append((part, min(probs, default=1.0)))
-    return scored
+    return found, scored
+
+
+def statement_confidences(raw: str, token_starts: Sequence[int],
+                          token_probs: Sequence[float]) -> list[tuple[str, float]] | None:
+    """Each statement (sentence) of `raw`'s description with the probability of its least likely token
+    (`token_starts[k]`: where generated token k starts in `raw`; `token_probs[k]`: its probability when it was
+    chosen); None when the description cannot be found or the token figures do not cover it."""
+    described = _scored_description(raw, token_starts, token_probs)
+    return None if described is None else described[1]
 
 
 def confident_statements(raw: str, token_starts: Sequence[int], token_probs: Sequence[float],
@@ -239,10 +246,10 @@ def confident_statements(raw: str, token_starts: Sequence[int], token_probs: Seq
     of its tokens had probability below `min_confidence` (see `statement_confidences`). The first statement
     (the room, in the TaskMem format) always stays, so a memory is never emptied; `raw` comes back unchanged
     when its description cannot be found or the token figures do not cover it."""
-    scored = statement_confidences(raw, token_starts, token_probs)
-    if scored is None:
+    described = _scored_description(raw, token_starts, token_probs)
+    if described is None:
         return raw
-    found = _DESCRIPTION_VALUE.search(raw, raw.rfind("</think>") + 1)
+    found, scored = described
     kept = [part for number, (part, confidence) in enumerate(scored)
             if number == 0 or not part.strip() or confidence >= min_confidence]
     return raw[:found.start(1)] + " ".join(kept) + raw[found.end(1):]

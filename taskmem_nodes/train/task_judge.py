@@ -37,6 +37,10 @@ class ClipRef:
     preceding: tuple[str, ...] = ()  # the memories of the clips before it, as the policy saw them
 
 
+def _verdict(first_score: int, second_score: int) -> Verdict:
+    return "first" if first_score > second_score else "second" if second_score > first_score else "tie"
+
+
 class TaskJudge(Protocol):
     name: str
 
@@ -67,7 +71,7 @@ class GroundTruthTaskJudge:
 
     def prefer(self, clip: ClipRef, task_type: str, questions: Sequence[str], first: str, second: str) -> Verdict:
         a, b = (self.usefulness(clip, task_type, questions, m) for m in (first, second))
-        return "first" if a > b else "second" if b > a else "tie"
+        return _verdict(a, b)
 
 
 @dataclass
@@ -103,7 +107,7 @@ class AnsweringTaskJudge:
 
     def prefer(self, clip: ClipRef, task_type: str, questions: Sequence[str], first: str, second: str) -> Verdict:
         a, b = (self.usefulness(clip, task_type, m) for m in (first, second))
-        return "first" if a > b else "second" if b > a else "tie"
+        return _verdict(a, b)
 
 
 TASK_JUDGE_PROMPT = (
