@@ -791,6 +791,47 @@ def train_phase_two(
                   f"{gate['losses']} losses, {gate['ties']} ties; file {report['adapter']}")
 
 
+@train_app.command("on-robot")
+def train_on_robot(
+    deployment: Annotated[Path, typer.Option(help="A recorded deployment (store.db and clips/), copied first")],
+    config: Annotated[Path, typer.Option(help="The trainer's Phase Two recipe")] = Path(
+        "config/train/phase_two_answers_tiny.yaml"),
+    out: Annotated[Path, typer.Option(help="Working folder: the robot's files, adapters, reports, node logs")] = Path(
+        "runs/on-robot"),
+    threshold: Annotated[list[int] | None, typer.Option(
+        help="The trainer's schedule: adapt for a task type once this many of its tasks are logged (repeat)")] = None,
+    idle_after: Annotated[float, typer.Option(help="Seconds without a clip that count as idle")] = 10.0,
+) -> None:
+    """Phase Two as the robot runs it: trainer, memorizer and store nodes on a recorded deployment; the trainer
+    adapts by itself when idle and due, the memorizer hot-swaps a released adapter. Prints the cost and the
+    verdict."""
+    from tqdm import tqdm
+
+    from taskmem_nodes.train.on_robot import run_on_robot
+
+    bar = tqdm(total=0, bar_format="{desc} [{elapsed}]")
+    try:
+        report = run_on_robot(deployment, config, out, threshold or [10, 30, 50], idle_after_seconds=idle_after,
+                              on_stage=lambda stage: (bar.set_description_str(f"trainer: {stage}"), bar.refresh()))
+    except (OSError, ValueError) as err:
+        raise typer.BadParameter(str(err)) from None
+    finally:
+        bar.close()
+    gate, graph, seconds = report["gate"], report["graph"], report["seconds"]
+    console.print(f"trainer: {graph['trainer_result']} ({graph['seconds_to_verdict'] / 60:.1f} min after start-up)")
+    console.print(f"task types {', '.join(report['task_types'])}; {report['pairs']['judged']} judgements, "
+                  f"{report['pairs']['pairs']} pairs, {len(report['dpo'])} DPO steps; minutes: judging "
+                  f"{seconds['judging'] / 60:.1f}, DPO {seconds['dpo'] / 60:.1f}, gate {seconds['gate'] / 60:.1f}")
+    accuracy = gate.get("accuracy")
+    if accuracy:
+        console.print(f"gate: {gate['wins']} wins, {gate['losses']} losses, {gate['ties']} ties; held-out accuracy "
+                      f"{accuracy['candidate']:.3f} vs {accuracy['current']:.3f} ({accuracy['tasks']} tasks)")
+    if report["released"]:
+        console.print(f"memorizer: adapter {graph['memorizer_adapter']} in use (swap held generation "
+                      f"{graph['swap_pause_ms']:.2f} ms); next memory tagged {graph['memory_tagged']!r}")
+    console.print(f"adapter file {report['adapter']}")
+
+
 def _run_recipe(recipe_class, run, config: Path, out: Path | None, steps: int | None, postfix,
                 **more: object) -> Path:
     """Load a training recipe with the command line's overrides and run it under a progress bar."""

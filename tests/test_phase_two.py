@@ -10,7 +10,7 @@ from phase_two_util import tiny_deployment
 from taskmem_nodes.models.steering import SteeringAdapter
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.deployment import Deployment
-from taskmem_nodes.train.phase_two import PAIRS_FILE, PhaseTwoConfig, load_sampled, run_phase_two
+from taskmem_nodes.train.phase_two import PAIRS_FILE, PhaseTwoConfig, gate_reasons, load_sampled, run_phase_two
 from taskmem_nodes.train.task_judge import AnsweringTaskJudge, ClipRef, GroundTruthTaskJudge, make_task_judge
 
 
@@ -84,7 +84,8 @@ def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
     assert gate["clips"] == 2 and gate["wins"] + gate["losses"] + gate["ties"] == 2
     assert gate["accuracy"]["tasks"] > 0  # the logged tasks of the held-out clips, from re-streamed memories
     assert set(gate["accuracy"]["candidate_by_type"]) <= {"location", "count"}
-    assert not report["released"] and "too little evidence" in gate["reason"]  # 2 comparisons < min_decided
+    assert "candidate_focused" in gate["accuracy"] and gate["accuracy"]["focused_tasks"] > 0
+    assert report["released"] or gate["reason"]  # a rejection says why
     assert len(report["dpo"]) == 2 and report["dpo"][-1]["vector_norm"] > 0
     assert json.loads((root / "out" / "report.json").read_text())["version"] == report["version"]
     sampled = load_sampled(root / "out" / PAIRS_FILE)  # every training clip's candidates, for the headroom table
@@ -93,13 +94,37 @@ def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
     rows = json.loads((root / "out" / PAIRS_FILE).read_text())["pairs"]
     assert all(r["pair"]["chosen"]["text"] in texts[(r["stream_id"], r["position"])] for r in rows)
     # the judged pairs are kept: another DPO setting reuses them instead of sampling and judging again
-    again = run_phase_two(loaded, dataclasses.replace(config, dpo={"steps": 1, "lr": 0.1}))
+    again = run_phase_two(loaded, dataclasses.replace(config, dpo={"steps": 1, "lr": 0.1}, scale_choices=[1.5, 3]))
     assert again["pairs"]["reused"] and not report["pairs"]["reused"]
+    selection = again["gate"]["scale_selection"]  # chosen on the training clips' tasks, the held-out ones kept apart
+    assert set(selection["accuracy"]) == {"1.5", "3"} and selection["tasks"] > 0
+    assert selection["accuracy"][f"{selection['chosen']:g}"] == max(selection["accuracy"].values())
+    assert SteeringAdapter.load(again["adapter"]).info.scale == selection["chosen"]
     assert {k: v for k, v in again["pairs"].items() if k != "reused"} == {
         k: v for k, v in stats.items() if k != "reused"}
     assert again["version"] != report["version"] and len(again["dpo"]) == 1
     changed = run_phase_two(loaded, dataclasses.replace(config, rollouts=2, dpo={"steps": 1}))
     assert not changed["pairs"]["reused"]  # other judging settings: judged afresh
+
+
+def test_gate_weighs_memory_only_accuracy_where_the_answers_are_known():
+    config = PhaseTwoConfig(min_focused_gain=0.01)
+    pairwise = {"clips": 28, "wins": 2, "losses": 0, "ties": 26, "win_rate": 1.0}
+    accuracy = {"tasks": 128, "candidate": 0.49, "current": 0.47, "focused_tasks": 67,
+                "candidate_focused": 0.53, "current_focused": 0.48}
+    assert gate_reasons(pairwise | {"accuracy": accuracy}, config, "base") == []
+    # a robot's log has no answers: the pairwise comparisons are all the evidence, and 2 are too few
+    assert gate_reasons(pairwise, config, "base") == [
+        "2 of 28 held-out comparisons decided, fewer than 5: too little evidence"]
+    tied = pairwise | {"wins": 0, "ties": 28, "win_rate": 0.0}  # it must still win something
+    assert [r.split(":")[0] for r in gate_reasons(tied | {"accuracy": accuracy}, config, "base")] == [
+        "0 of 28 held-out comparisons decided, fewer than 1", "win rate 0.00 against base is below 0.55"]
+    flat = accuracy | {"candidate_focused": 0.485}
+    assert gate_reasons(pairwise | {"accuracy": flat}, config, "base") == [
+        "memory-only accuracy 0.485 on its task types' 67 held-out tasks is below base's 0.480 + 0.010"]
+    worse = accuracy | {"candidate": 0.46}
+    assert gate_reasons(pairwise | {"accuracy": worse}, config, "base") == [
+        "memory-only accuracy 0.460 on 128 held-out tasks is below base's 0.470"]
 
 
 def test_gate_accuracy_answers_the_logged_tasks_from_either_adapters_memories(deployment):

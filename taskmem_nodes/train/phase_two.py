@@ -30,7 +30,7 @@ import os
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +66,10 @@ class PhaseTwoConfig:
     """Decoder layer the vector is added after (None: the reference's depth, 22 of 48)."""
     scale: float = 1.5
     """Scale of the trained vector at inference."""
+    scale_choices: list[float] = field(default_factory=list)
+    """Scales to choose from where the logged tasks' answers are known: the streams are memorized again at each,
+    and the one with the highest memory-only accuracy on the *training* clips' tasks is kept (the held-out clips
+    stay for the gate). Empty, or no answers known: `scale`."""
     rollouts: int = 8
     """Candidate memories sampled per clip."""
     temperature: float = 1.0
@@ -98,10 +102,14 @@ class PhaseTwoConfig:
     min_win_rate: float = 0.55
     """The gate: share of decided comparisons the new adapter must win against the current one."""
     min_decided: int = 5
-    """The gate: held-out comparisons that must be decided (not ties) for the win rate to count as evidence."""
+    """The gate, when no held-out task's answer is known (a robot's log): held-out comparisons that must be
+    decided (not ties) for the win rate to count as evidence. Where answers are known, memory-only accuracy on the
+    held-out tasks is the larger evidence and one decided comparison suffices for the win rate."""
     min_accuracy_gain: float = 0.0
     """The gate: memory-only accuracy on the held-out clips' tasks must be at least the current adapter's plus this
     (when the tasks' answers are known)."""
+    min_focused_gain: float = 0.0
+    """The gate: the same on the held-out tasks of the adapter's task types alone (when their answers are known)."""
     judge: str = "ground-truth"
     """Task-relevance judge: ground-truth or ground-truth-answers (synthetic world; `task_judge.py`) or
     openai:<base_url>#<model>."""
@@ -292,15 +300,41 @@ def split_clips(deployment: Deployment, every: int) -> tuple[list[tuple[str, int
     return train, held_out
 
 
+def choose_scale(backend, deployment: Deployment, train_clips: list[tuple[str, int]], candidate: SteeringAdapter,
+                 scales: list[float], labelled: dict[str, tuple], on_clip: Callable[[], None] | None = None,
+                 ) -> tuple[SteeringAdapter, dict | None, dict[str, str] | None]:
+    """The candidate at the scale whose memories answer the training clips' logged tasks best (memory-only
+    accuracy, the streams memorized again at each scale; ties go to the earlier scale in `scales`). Returns that
+    adapter, the figures by scale and its memories (for the gate to reuse); the candidate unchanged and None,
+    None when there is nothing to choose or no training task's answer is known."""
+    if len(scales) < 2 or not held_out_tasks(deployment, train_clips, labelled):
+        return candidate, None, None
+    figures, memories = {}, {}
+    for scale in scales:
+        adapter = SteeringAdapter(candidate.vector, dataclasses.replace(candidate.info, scale=float(scale)))
+        backend.set_adapter(adapter)
+        memories[scale] = restream_memories(backend, deployment, on_clip)
+        figures[scale] = held_out_accuracy(deployment, train_clips, {"candidate": memories[scale]}, labelled,
+                                           candidate.info.task_types)
+    best = max(scales, key=lambda scale: (figures[scale]["candidate"], -scales.index(scale)))
+    chosen = SteeringAdapter(candidate.vector, dataclasses.replace(candidate.info, scale=float(best)))
+    selection = {"chosen": float(best), "tasks": figures[best]["tasks"],
+                 "accuracy": {f"{scale:g}": figures[scale]["candidate"] for scale in scales},
+                 "focused": {f"{scale:g}": figures[scale].get("candidate_focused") for scale in scales}}
+    return chosen, selection, memories[best]
+
+
 def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]], sampler: TaskSampler,
                     judge: TaskJudge, candidate: SteeringAdapter, current: SteeringAdapter | None,
                     labelled: dict[str, tuple], restream: tuple[str, ...] = (),
-                    on_clip: Callable[[], None] | None = None) -> dict:
+                    on_clip: Callable[[], None] | None = None, written: dict[str, dict[str, str]] | None = None,
+                    ) -> dict:
     """Greedy memories with the candidate and with the current adapter on held-out clips, judged in both
     orders against the clip's sampled questions (both written from the deployment's preceding memories, so
     the verdict is about this clip alone): wins, losses, ties and the hot-swap pauses; and memory-only
-    accuracy on the `labelled` tasks of those clips, with the streams memorized again by the adapters named in
-    `restream` (`gate_restreams`; the other keeps the deployment's memories)."""
+    accuracy on the `labelled` tasks of those clips (overall, and on the candidate's task types), with the
+    streams memorized again by the adapters named in `restream` (`gate_restreams`; the other keeps the
+    deployment's memories) unless `written` already holds that adapter's memories."""
     wins = losses = ties = 0
     pauses = []
     tokens = {"candidate": [], "current": []}
@@ -329,14 +363,16 @@ def evaluation_gate(backend, deployment: Deployment, clips: list[tuple[str, int]
     decided = wins + losses
     accuracy = None
     if restream:
-        written = {}
+        written = dict(written or {})
         for name, adapter in adapters.items():
+            if name in written:
+                continue
             if name not in restream:
                 written[name] = deployment.memories  # what the robot wrote with it is that adapter's stream
                 continue
             pauses.append(backend.set_adapter(adapter))
             written[name] = restream_memories(backend, deployment, on_clip)
-        accuracy = held_out_accuracy(deployment, clips, written, labelled)
+        accuracy = held_out_accuracy(deployment, clips, written, labelled, candidate.info.task_types)
     return {"clips": len(clips), "wins": wins, "losses": losses, "ties": ties,
             "win_rate": wins / decided if decided else 0.0, **({"accuracy": accuracy} if accuracy else {}),
             "swap_pause_ms_max": 1000 * max(pauses, default=0.0),
@@ -385,10 +421,11 @@ def held_out_tasks(deployment: Deployment, clips: list[tuple[str, int]], labelle
 
 
 def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], written: dict[str, dict[str, str]],
-                      labelled: dict[str, tuple]) -> dict | None:
+                      labelled: dict[str, tuple], focus: Sequence[str] = ()) -> dict | None:
     """Memory-only accuracy of each variant's memories (`written`: variant -> clip id -> memory, for every clip
-    of the streams) on the `labelled` tasks whose evidence lies in a held-out clip, overall and per task type.
-    The answerer is the benchmark's fixed lexical one. None when no task's answer is known."""
+    of the streams) on the `labelled` tasks whose evidence lies in a held-out clip, overall, per task type and
+    (`<variant>_focused`) pooled over the `focus` types. The answerer is the benchmark's fixed lexical one. None
+    when no task's answer is known."""
     from taskmem_nodes.answerer import LexicalAnswerer
     from taskmem_nodes.bench.harness import answer_task
     from taskmem_nodes.bench.judges import NormalizedMatchJudge
@@ -407,7 +444,38 @@ def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], writ
         scores = tally(outcomes, judge)
         result[name] = scores[OVERALL].accuracy
         result[f"{name}_by_type"] = {t: s.accuracy for t, s in scores.items() if t != OVERALL}
+        focused = [scores[t] for t in focus if t in scores]
+        if focused:
+            result[f"{name}_focused"] = sum(s.correct for s in focused) / sum(s.tasks for s in focused)
+            result["focused_tasks"] = sum(s.tasks for s in focused)
     return result
+
+
+def gate_reasons(gate: dict, config: PhaseTwoConfig, against: str) -> list[str]:
+    """Why the gate's figures do not release the candidate (empty: release). It must win the pairwise
+    comparisons; where the held-out tasks' answers are known, lose no memory-only accuracy overall nor on its
+    task types (beyond the configured gains), and then one decided comparison suffices, since the accuracy on the
+    logged tasks is the larger evidence; on a robot's log, without answers, `min_decided` comparisons must be."""
+    reasons = []
+    decided = gate["wins"] + gate["losses"]
+    accuracy = gate.get("accuracy")
+    needed = min(1, config.min_decided) if accuracy else config.min_decided
+    if decided < needed:
+        reasons.append(f"{decided} of {gate['clips']} held-out comparisons decided, fewer than {needed}: "
+                       "too little evidence")
+    if gate["win_rate"] < config.min_win_rate:
+        reasons.append(f"win rate {gate['win_rate']:.2f} against {against} is below {config.min_win_rate:.2f}")
+    if not accuracy:
+        return reasons
+    checks = [("", config.min_accuracy_gain, "tasks", "")]
+    if "candidate_focused" in accuracy:
+        checks.append(("_focused", config.min_focused_gain, "focused_tasks", "its task types' "))
+    for suffix, gain, tasks, which in checks:
+        new, old = accuracy[f"candidate{suffix}"], accuracy[f"current{suffix}"]
+        if new < old + gain:
+            reasons.append(f"memory-only accuracy {new:.3f} on {which}{accuracy[tasks]} held-out tasks is below "
+                           f"{against}'s {old:.3f}" + (f" + {gain:.3f}" if gain else ""))
+    return reasons
 
 
 def next_version(out: Path, task_types: list[str]) -> str:
@@ -474,27 +542,29 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
                        created_at=time.time(), steer=dpo.steer)
     candidate = SteeringAdapter(vector, info)
     labelled = deployment.labelled_tasks(worlds)
+    clips_per_pass = sum(map(len, deployment.streams.values()))
+    scales = [float(s) for s in config.scale_choices]
+    choosing = len(scales) > 1 and bool(held_out_tasks(deployment, train_clips, labelled))
+    if choosing:
+        tick = progress("choosing the scale", len(scales) * clips_per_pass) if progress else None
+        candidate, selection, chosen_memories = choose_scale(backend, deployment, train_clips, candidate, scales,
+                                                             labelled, tick)
+        info = candidate.info
     restream = gate_restreams(deployment, held_out, labelled, base_version, current)
-    restreamed = len(restream) * sum(map(len, deployment.streams.values()))
+    written = {"candidate": chosen_memories} if choosing else None
+    restreamed = len(set(restream) - set(written or ())) * clips_per_pass
     tick = progress("evaluation gate", len(held_out) + restreamed) if progress else None
     gate_questions = TaskSampler(deployment.tasks, config, random.Random(config.seed + 1))  # same with a cache
     gate = evaluation_gate(backend, deployment, held_out, gate_questions, judge, candidate, current, labelled,
-                           restream, tick)
+                           restream, tick, written)
+    if choosing:
+        gate["scale_selection"] = selection
     against = current.version if current else "base policy"
-    reasons = []
-    decided = gate["wins"] + gate["losses"]
-    if decided < config.min_decided:
-        reasons.append(f"{decided} of {gate['clips']} held-out comparisons decided, fewer than {config.min_decided}: "
-                       "too little evidence")
-    if gate["win_rate"] < config.min_win_rate:
-        reasons.append(f"win rate {gate['win_rate']:.2f} against {against} is below {config.min_win_rate:.2f}")
-    if "accuracy" in gate and gate["accuracy"]["candidate"] < gate["accuracy"]["current"] + config.min_accuracy_gain:
-        reasons.append(f"memory-only accuracy {gate['accuracy']['candidate']:.3f} on {gate['accuracy']['tasks']} "
-                       f"held-out tasks is below {against}'s {gate['accuracy']['current']:.3f}"
-                       + (f" + {config.min_accuracy_gain:.3f}" if config.min_accuracy_gain else ""))
+    reasons = gate_reasons(gate, config, against)
     released = not reasons
     gate |= {"released": released, "min_win_rate": config.min_win_rate, "min_decided": config.min_decided,
-             "min_accuracy_gain": config.min_accuracy_gain, "against": against}
+             "min_accuracy_gain": config.min_accuracy_gain, "min_focused_gain": config.min_focused_gain,
+             "against": against}
     if not released:
         gate["reason"] = "; ".join(reasons)
     info.validation = gate
