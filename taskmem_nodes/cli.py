@@ -378,6 +378,9 @@ def bench(
                            ] = 60.0,
     summary_span: Annotated[float, typer.Option(help="Retention: seconds per first-level summary")] = 60.0,
     reference: Annotated[str, typer.Option(help="Also report paired accuracy differences against this system")] = "",
+    focus: Annotated[list[str] | None, typer.Option(
+        help="With --reference: also pool the differences over these task types and over the others (repeat)")
+                     ] = None,
     judge: Annotated[str, typer.Option(help="Open answers: normalized | openai:<base_url>#<model>")] = "normalized",
     model: Annotated[list[str] | None, typer.Option(
         help="Qwen3-VL checkpoint for policy/captioner (default: the shipped model); repeat as <label>=<dir> "
@@ -462,7 +465,11 @@ def bench(
                                    on_clip=bar.update, reference=reference)
         except ValueError as err:
             raise typer.BadParameter(str(err)) from None
-    paths = report.write(out)
+    report.focus = list(focus or [])
+    try:
+        paths = report.write(out)
+    except ValueError as err:  # a focus type that was not asked
+        raise typer.BadParameter(str(err)) from None
     console.print(report.to_markdown())
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
 

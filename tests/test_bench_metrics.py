@@ -145,3 +145,24 @@ def test_model_systems_run_on_the_default_checkpoint(tmp_path, tiny_checkpoint):
         assert memory["clips"] == 3 and memory["seconds_per_clip_median"] > 0
         assert report.systems[name].per_seed[0][OVERALL].tasks == sum(report.task_counts[0].values()) > 0
     assert report.to_dict()["settings"]["model"]["model_path"] == str(tiny_checkpoint)
+
+
+def test_paired_differences_pool_the_focused_types_and_the_others():
+    from taskmem_nodes.bench.metrics import Tally
+    from taskmem_nodes.bench.report import BenchReport, SystemReport
+
+    def seed(**correct):  # 10 tasks of each type, all answered
+        tallies = {t: Tally(10, 10, c) for t, c in correct.items()}
+        return tallies | {OVERALL: Tally(10 * len(correct), 10 * len(correct), sum(correct.values()))}
+
+    base = SystemReport("policy", {0: seed(location=5, count=2, activity=5), 1: seed(location=4, count=4, activity=6)})
+    new = SystemReport("p2", {0: seed(location=7, count=3, activity=5), 1: seed(location=5, count=6, activity=5)})
+    report = BenchReport("synthetic", [0, 1], {}, {}, {"policy": base, "p2": new}, reference="policy",
+                         focus=["location", "count"])
+    paired = report.differences()["p2"]
+    assert paired["focused"]["mean"] == pytest.approx(0.15)  # 7 -> 10 and 8 -> 11 of 20 tasks
+    assert paired["others"]["mean"] == pytest.approx(-0.05) and paired["focused"]["p"] == 0.5
+    assert "| p2 | +15.0 ± 0.0 | 0.500 | -5.0 ± 7.1 | 1.000 |" in report.to_markdown()
+    with pytest.raises(ValueError, match="not asked"):
+        BenchReport("synthetic", [0, 1], {}, {}, {"policy": base, "p2": new}, reference="policy",
+                    focus=["attribute"]).differences()

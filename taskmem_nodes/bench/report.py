@@ -64,6 +64,8 @@ class BenchReport:
     systems: dict[str, SystemReport]
     reference: str = ""
     """When set, every other system is also reported as paired accuracy differences against this one."""
+    focus: list[str] = field(default_factory=list)
+    """Task types a memorizer was adapted for: the differences are also pooled over them and over the others."""
 
     def differences(self) -> dict[str, dict[str, dict]]:
         """`result[system][task_type]`: accuracy minus the reference's on the same seeds (the same worlds and
@@ -84,7 +86,19 @@ class BenchReport:
                 paired = [system.per_seed[s][t].accuracy - base[s][t].accuracy
                           for s in base if t in base[s] and t in system.per_seed[s]]
                 result[name][t] = {**Spread.of(paired).as_dict(), "p": sign_flip_p(paired)}
+            for group, members in self._focus_groups(types).items():
+                paired = [_pooled(system.per_seed[s], members) - _pooled(base[s], members) for s in base]
+                result[name][group] = {**Spread.of(paired).as_dict(), "p": sign_flip_p(paired)}
         return result
+
+    def _focus_groups(self, types: list[str]) -> dict[str, list[str]]:
+        """"focused" (the `focus` types) and "others" (every other type), when a focus is set."""
+        if not self.focus:
+            return {}
+        unknown = set(self.focus) - set(types)
+        if unknown:
+            raise ValueError(f"focus types {sorted(unknown)} were not asked; the task types are {types}")
+        return {"focused": list(self.focus), "others": [t for t in types if t != OVERALL and t not in self.focus]}
 
     def to_dict(self) -> dict:
         return {
@@ -95,7 +109,7 @@ class BenchReport:
                 "per_seed": {str(seed): {t: c.as_dict() for t, c in tallies.items()}
                              for seed, tallies in system.per_seed.items()},
             } for name, system in self.systems.items()},
-            "reference": self.reference,
+            "reference": self.reference, "focus": self.focus,
             "differences": self.differences(),
         }
 
@@ -125,6 +139,13 @@ class BenchReport:
                 cells = [_signed(by_type[t]) if t in by_type else "-" for t in self._types()]
                 p_value = f"{by_type[OVERALL]['p']:.3f}" if OVERALL in by_type else "-"
                 lines.append(f"| {name} | " + " | ".join(cells) + f" | {p_value} |")
+            if self.focus:
+                lines += ["", f"Pooled per seed: the focused types ({', '.join(self.focus)}) and the others "
+                              "(points; mean ± std over seeds, sign-flip p):", "",
+                          "| system | focused | p | others | p |", "|---|---:|---:|---:|---:|"]
+                for name, by_type in self.differences().items():
+                    lines.append(f"| {name} | {_signed(by_type['focused'])} | {by_type['focused']['p']:.3f} | "
+                                 f"{_signed(by_type['others'])} | {by_type['others']['p']:.3f} |")
         return "\n".join(lines) + "\n"
 
     def _types(self) -> list[str]:
@@ -148,6 +169,13 @@ def _signed(spread: dict) -> str:
     if spread["std"] is None:
         return f"{100 * spread['mean']:+.1f}"
     return f"{100 * spread['mean']:+.1f} ± {100 * spread['std']:.1f}"
+
+
+def _pooled(tallies: dict[str, Tally], task_types: list[str]) -> float:
+    """Accuracy over the tasks of several types taken together."""
+    counted = [tallies[t] for t in task_types if t in tallies]
+    tasks = sum(t.tasks for t in counted)
+    return sum(t.correct for t in counted) / tasks if tasks else 0.0
 
 
 def _percent(spread: dict) -> str:
