@@ -738,7 +738,7 @@ def train_phase_two(
     store: Annotated[Path | None, typer.Option(help="A robot's store file (with --clips, instead of --deployment)")
                      ] = None,
     clips: Annotated[Path | None, typer.Option(help="The trainer node's clip archive")] = None,
-    config: Annotated[Path, typer.Option(help="Recipe file")] = Path("config/train/phase_two_tiny.yaml"),
+    config: Annotated[Path, typer.Option(help="Recipe file")] = Path("config/train/phase_two_answers_tiny.yaml"),
     out: Annotated[Path | None, typer.Option(help="Output folder (default: the recipe's out_dir)")] = None,
     task_type: Annotated[list[str] | None, typer.Option(help="Train for this task type only (repeat)")] = None,
     json_progress: Annotated[bool, typer.Option(help="Progress and report as JSON lines (for the trainer node)")

@@ -48,7 +48,7 @@ class TrainerNode(LifecycleNode):
         declare(self, "data_dir", "~/.ros/taskmem/phase_two", "Adapters, reports and the schedule")
         declare(self, "clip_archive_dir", "~/.ros/taskmem/clips", "Archive of recent clips for training")
         declare(self, "archive_max_clips", 2000, "Clips kept in the archive (10 s each: 2000 = 5.5 h)")
-        declare(self, "recipe", "", "Phase Two recipe file ('' = config/train/phase_two_tiny.yaml)")
+        declare(self, "recipe", "", "Phase Two recipe file ('' = config/train/phase_two_answers_tiny.yaml)")
         declare(self, "auto_train", True, "Train on the schedule when idle (false: only by the action)")
         declare(self, "idle_after_seconds", 60.0, "No clip for this long counts as idle")
         declare(self, "check_period_seconds", 10.0, "How often idleness and the schedule are checked")
@@ -87,7 +87,7 @@ class TrainerNode(LifecycleNode):
             self.registry = AdapterRegistry(self.data_dir / "adapters")
             self.archive = ClipArchive(Path(self._param("clip_archive_dir")).expanduser(),
                                        self._param("archive_max_clips"))
-            self.recipe = Path(self._param("recipe") or config_dir() / "train" / "phase_two_tiny.yaml")
+            self.recipe = Path(self._param("recipe") or config_dir() / "train" / "phase_two_answers_tiny.yaml")
             if not self.recipe.is_file():
                 raise FileNotFoundError(f"no Phase Two recipe at {self.recipe}")
         except (OSError, ValueError) as err:

@@ -1,7 +1,7 @@
 """Phase Two: learn *what* to memorize from the tasks the robot received, as a steering vector on the frozen
 Phase-One policy.
 
-Run:  taskmem train phase-two --deployment runs/deployment --config config/train/phase_two_tiny.yaml
+Run:  taskmem train phase-two --deployment runs/deployment --config config/train/phase_two_answers_tiny.yaml
 
 A deployment is what the robot kept: its store (the memories it wrote, the task log) and its clip archive.
 1. the task log's recent tasks, by type: each clip is judged against ~5 questions of one type, types drawn
