@@ -239,7 +239,8 @@ def pairs_key(deployment: Deployment, config: PhaseTwoConfig, model_version: str
     """What the judged pairs depend on: the deployment's clips and tasks, the policy, the judging settings."""
     data = {"clips": sorted(a.clip.clip_id for clips in deployment.streams.values() for a in clips),
             "tasks": sorted(t.task_id for t in deployment.tasks), "model": model_version,
-            "settings": {name: getattr(config, name) for name in JUDGING_SETTINGS}}
+            "settings": {name: getattr(config, name) for name in JUDGING_SETTINGS}
+            | {"task_types": sorted(config.task_types)}}  # a filter: its order changes nothing judged
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
