@@ -806,7 +806,8 @@ def train_on_robot(
     out: Annotated[Path, typer.Option(help="Working folder: the robot's files, adapters, reports, node logs")] = Path(
         "runs/on-robot"),
     threshold: Annotated[list[int] | None, typer.Option(
-        help="The trainer's schedule: adapt for a task type once this many of its tasks are logged (repeat)")] = None,
+        help="The trainer's schedule: adapt for a task type once this many of its tasks are logged (repeat; "
+             "default: config/taskmem.yaml's)")] = None,
     idle_after: Annotated[float, typer.Option(help="Seconds without a clip that count as idle")] = 10.0,
 ) -> None:
     """Phase Two as the robot runs it: trainer, memorizer and store nodes on a recorded deployment; the trainer
@@ -818,7 +819,7 @@ def train_on_robot(
 
     bar = tqdm(total=0, bar_format="{desc} [{elapsed}]")
     try:
-        report = run_on_robot(deployment, config, out, threshold or [10, 30, 50], idle_after_seconds=idle_after,
+        report = run_on_robot(deployment, config, out, threshold, idle_after_seconds=idle_after,
                               on_stage=lambda stage: (bar.set_description_str(f"trainer: {stage}"), bar.refresh()))
     except (OSError, ValueError) as err:
         raise typer.BadParameter(str(err)) from None

@@ -72,6 +72,12 @@ def tally(outcomes: Iterable[TaskOutcome], judge: Judge) -> dict[str, Tally]:
     return tallies
 
 
+def pooled(tallies: dict[str, Tally], task_types: Iterable[str]) -> Tally:
+    """The tallies of several task types taken together (types that were not asked count nothing)."""
+    counted = [tallies[t] for t in task_types if t in tallies]
+    return Tally(sum(t.tasks for t in counted), sum(t.answered for t in counted), sum(t.correct for t in counted))
+
+
 @dataclass(frozen=True)
 class Spread:
     """A metric over seeds: mean, sample standard deviation, range, and the seeds it came from."""

@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskmem_nodes.bench.metrics import METRICS, OVERALL, Spread, Tally, across_seeds, sign_flip_p
+from taskmem_nodes.bench.metrics import METRICS, OVERALL, Spread, Tally, across_seeds, pooled, sign_flip_p
 from taskmem_nodes.bench.plots import plot_metrics
 
 
@@ -87,7 +87,8 @@ class BenchReport:
                           for s in base if t in base[s] and t in system.per_seed[s]]
                 result[name][t] = {**Spread.of(paired).as_dict(), "p": sign_flip_p(paired)}
             for group, members in self._focus_groups(types).items():
-                paired = [_pooled(system.per_seed[s], members) - _pooled(base[s], members) for s in base]
+                paired = [pooled(system.per_seed[s], members).accuracy - pooled(base[s], members).accuracy
+                          for s in base]
                 result[name][group] = {**Spread.of(paired).as_dict(), "p": sign_flip_p(paired)}
         return result
 
@@ -135,7 +136,8 @@ class BenchReport:
                           "two-sided sign-flip test of the overall difference):", "",
                       "| system | " + " | ".join(self._types()) + " | p |",
                       "|---|" + "---:|" * (len(self._types()) + 1)]
-            for name, by_type in self.differences().items():
+            differences = self.differences()  # sign-flip tests: exact over 2^seeds flips, computed once
+            for name, by_type in differences.items():
                 cells = [_signed(by_type[t]) if t in by_type else "-" for t in self._types()]
                 p_value = f"{by_type[OVERALL]['p']:.3f}" if OVERALL in by_type else "-"
                 lines.append(f"| {name} | " + " | ".join(cells) + f" | {p_value} |")
@@ -143,7 +145,7 @@ class BenchReport:
                 lines += ["", f"Pooled per seed: the focused types ({', '.join(self.focus)}) and the others "
                               "(points; mean ± std over seeds, sign-flip p):", "",
                           "| system | focused | p | others | p |", "|---|---:|---:|---:|---:|"]
-                for name, by_type in self.differences().items():
+                for name, by_type in differences.items():
                     lines.append(f"| {name} | {_signed(by_type['focused'])} | {by_type['focused']['p']:.3f} | "
                                  f"{_signed(by_type['others'])} | {by_type['others']['p']:.3f} |")
         return "\n".join(lines) + "\n"
@@ -169,13 +171,6 @@ def _signed(spread: dict) -> str:
     if spread["std"] is None:
         return f"{100 * spread['mean']:+.1f}"
     return f"{100 * spread['mean']:+.1f} ± {100 * spread['std']:.1f}"
-
-
-def _pooled(tallies: dict[str, Tally], task_types: list[str]) -> float:
-    """Accuracy over the tasks of several types taken together."""
-    counted = [tallies[t] for t in task_types if t in tallies]
-    tasks = sum(t.tasks for t in counted)
-    return sum(t.correct for t in counted) / tasks if tasks else 0.0
 
 
 def _percent(spread: dict) -> str:

@@ -33,12 +33,13 @@ def _wait(condition: Callable[[], object], timeout: float, what: str, on_poll: C
     raise TimeoutError(f"gave up after {timeout:.0f} s waiting for {what}")
 
 
-def run_on_robot(deployment: Path, recipe: Path, workdir: Path, thresholds: list[int], *,
+def run_on_robot(deployment: Path, recipe: Path, workdir: Path, thresholds: list[int] | None = None, *,
                  idle_after_seconds: float = 10.0, timeout: float = 7200.0, domain_id: int | None = None,
                  memorizer: dict | None = None, on_stage: Callable[[str], None] | None = None) -> dict:
-    """Bring up trainer, memorizer (with `memorizer` parameter overrides) and store on a copy of `deployment`;
-    wait for the trainer to adapt by itself; return its report plus `graph`: the trainer's verdict, the
-    memorizer's adapter, the swap pause and the tag of the memory written after the swap."""
+    """Bring up trainer (its schedule's `thresholds`, or the configured ones), memorizer (with `memorizer`
+    parameter overrides) and store on a copy of `deployment`; wait for the trainer to adapt by itself; return
+    its report plus `graph`: the trainer's verdict, the memorizer's adapter, the swap pause and the tag of the
+    memory written after the swap."""
     from taskmem_interfaces.msg import Clip as ClipMsg
 
     from taskmem_nodes.client import TaskMemClient
@@ -63,7 +64,7 @@ def run_on_robot(deployment: Path, recipe: Path, workdir: Path, thresholds: list
             "trainer": {"store_path": str(robot / "store.db"), "clip_archive_dir": str(robot / "clips"),
                         "data_dir": str(workdir / "phase_two"), "recipe": str(recipe), "auto_train": True,
                         "idle_after_seconds": idle_after_seconds, "check_period_seconds": 2.0,
-                        "thresholds": list(thresholds), "then_every": 1_000_000},
+                        "then_every": 1_000_000} | ({"thresholds": list(thresholds)} if thresholds else {}),
             "store": {"database_path": str(live_db)},
         } | ({"memorizer": memorizer} if memorizer else {}), domain_id=domain_id)
     started = time.monotonic()

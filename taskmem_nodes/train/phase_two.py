@@ -303,13 +303,11 @@ def split_clips(deployment: Deployment, every: int) -> tuple[list[tuple[str, int
 
 def choose_scale(backend, deployment: Deployment, train_clips: list[tuple[str, int]], candidate: SteeringAdapter,
                  scales: list[float], labelled: dict[str, tuple], on_clip: Callable[[], None] | None = None,
-                 ) -> tuple[SteeringAdapter, dict | None, dict[str, str] | None]:
-    """The candidate at the scale whose memories answer the training clips' logged tasks best (memory-only
-    accuracy, the streams memorized again at each scale; ties go to the earlier scale in `scales`). Returns that
-    adapter, the figures by scale and its memories (for the gate to reuse); the candidate unchanged and None,
-    None when there is nothing to choose or no training task's answer is known."""
-    if len(scales) < 2 or not held_out_tasks(deployment, train_clips, labelled):
-        return candidate, None, None
+                 ) -> tuple[SteeringAdapter, dict, dict[str, str]]:
+    """The candidate at the scale whose memories answer the training clips' logged tasks (`labelled`, some of
+    them with evidence in `train_clips`) best: memory-only accuracy, the streams memorized again at each scale;
+    ties go to the earlier scale in `scales`. Returns that adapter, the figures by scale and its memories (for
+    the gate to reuse)."""
     figures, memories = {}, {}
     for scale in scales:
         adapter = SteeringAdapter(candidate.vector, dataclasses.replace(candidate.info, scale=float(scale)))
@@ -430,7 +428,7 @@ def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], writ
     from taskmem_nodes.answerer import LexicalAnswerer
     from taskmem_nodes.bench.harness import answer_task
     from taskmem_nodes.bench.judges import NormalizedMatchJudge
-    from taskmem_nodes.bench.metrics import OVERALL, tally
+    from taskmem_nodes.bench.metrics import OVERALL, pooled, tally
 
     tasks = held_out_tasks(deployment, clips, labelled)
     if not tasks:
@@ -445,10 +443,10 @@ def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], writ
         scores = tally(outcomes, judge)
         result[name] = scores[OVERALL].accuracy
         result[f"{name}_by_type"] = {t: s.accuracy for t, s in scores.items() if t != OVERALL}
-        focused = [scores[t] for t in focus if t in scores]
-        if focused:
-            result[f"{name}_focused"] = sum(s.correct for s in focused) / sum(s.tasks for s in focused)
-            result["focused_tasks"] = sum(s.tasks for s in focused)
+        focused = pooled(scores, focus)
+        if focused.tasks:
+            result[f"{name}_focused"] = focused.accuracy
+            result["focused_tasks"] = focused.tasks
     return result
 
 
