@@ -668,6 +668,8 @@ def train_record_deployment(
     task_mix: Annotated[str, typer.Option(help="Task type weights, e.g. location=3,count=3,activity=1")] = "",
     world: Annotated[Path | None, typer.Option(help="World file (default sim/worlds/default.yaml)")] = None,
     model: Annotated[str, typer.Option(help="Memorizer checkpoint ('' = the default model)")] = "",
+    adapter: Annotated[Path | None, typer.Option(
+        help="Steering adapter the memorizer runs with (a robot after a Phase Two release)")] = None,
 ) -> None:
     """A simulated deployment for Phase Two: the memorizer streams synthetic worlds, tasks of the mix arrive,
     are answered from memory and logged; every clip is archived."""
@@ -675,6 +677,7 @@ def train_record_deployment(
 
     from taskmem_nodes.bench.runner import memorizer_settings
     from taskmem_nodes.memorizer import backend_settings, load_backend
+    from taskmem_nodes.models.steering import AdapterError, SteeringAdapter
     from taskmem_nodes.sim.dataset import load_sim_config
     from taskmem_nodes.sim.tasks import parse_mix
     from taskmem_nodes.train.deployment import record_simulated_deployment
@@ -685,12 +688,18 @@ def train_record_deployment(
                                                     duration_s=None if minutes is None else minutes * 60)
         if task_mix:
             task_config.mix = parse_mix(task_mix)
-    except ValueError as err:
+        steering = None if adapter is None else SteeringAdapter.load(adapter)  # fails before the model loads
+    except ValueError as err:  # AdapterError included
         raise typer.BadParameter(str(err)) from None
     if not model:
         _ensure_default_model(quiet=True)
     backend = load_backend("transformers", **backend_settings(memorizer_settings(model)))
     backend.load()
+    if steering is not None:
+        try:
+            backend.set_adapter(steering)
+        except AdapterError as err:
+            raise typer.BadParameter(str(err)) from None
     total = streams * len(seeds) * round(world_config.duration_s / world_config.clip_seconds)
     with tqdm(total=total, unit="clip", desc="streaming") as bar:
         try:

@@ -5,12 +5,23 @@ import dataclasses
 import json
 
 import pytest
+import torch
 from phase_two_util import tiny_deployment
+from typer.testing import CliRunner
 
-from taskmem_nodes.models.steering import SteeringAdapter
+from taskmem_nodes.adapters import AdapterRegistry
+from taskmem_nodes.cli import app
+from taskmem_nodes.models.steering import AdapterInfo, SteeringAdapter
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.deployment import Deployment
-from taskmem_nodes.train.phase_two import PAIRS_FILE, PhaseTwoConfig, gate_reasons, load_sampled, run_phase_two
+from taskmem_nodes.train.phase_two import (
+    PAIRS_FILE,
+    PhaseTwoConfig,
+    gate_reasons,
+    load_sampled,
+    run_phase_two,
+    start_adapter,
+)
 from taskmem_nodes.train.task_judge import AnsweringTaskJudge, ClipRef, GroundTruthTaskJudge, make_task_judge
 
 
@@ -105,6 +116,55 @@ def test_phase_two_pipeline_releases_or_rejects_with_its_reasons(deployment):
     assert again["version"] != report["version"] and len(again["dpo"]) == 1
     changed = run_phase_two(loaded, dataclasses.replace(config, rollouts=2, dpo={"steps": 1}))
     assert not changed["pairs"]["reused"]  # other judging settings: judged afresh
+
+
+def test_a_round_builds_on_the_adapter_in_use_when_it_steers_the_same_layer():
+    current = SteeringAdapter(torch.ones(8), AdapterInfo("0001-count", "m", layer=1, scale=4.0, steer="memory"))
+    building = PhaseTwoConfig(build_on_current=True)
+    assert start_adapter(current, building, 1, "memory", "m") is current
+    assert start_adapter(current, building, 1, "memory", "retrained") is None  # another model: from zero
+    assert start_adapter(current, building, 2, "memory", "m") is None  # another layer
+    assert start_adapter(current, building, 1, "all", "m") is None  # other positions
+    assert start_adapter(current, PhaseTwoConfig(), 1, "memory", "m") is None  # not asked to
+    assert start_adapter(None, building, 1, "memory", "m") is None  # nothing in use yet
+
+
+def test_record_deployment_refuses_a_bad_adapter_before_loading_the_model(tmp_path):
+    bad = tmp_path / "robot.steer.safetensors"
+    bad.write_bytes(b"not safetensors")
+    result = CliRunner().invoke(app, ["train", "record-deployment", "--out", str(tmp_path / "deployment"),
+                                      "--adapter", str(bad)])
+    assert result.exit_code == 2 and "not a TaskMem steering adapter" in result.output
+    assert not (tmp_path / "deployment").exists()  # nothing half-recorded
+
+
+@pytest.mark.timeout(900)
+def test_a_round_on_top_of_the_current_adapter_samples_with_it_and_adds_its_step(deployment):
+    folder, warm, _ = deployment
+    loaded, root = Deployment.load(folder), folder.parent
+    config = PhaseTwoConfig(out_dir=str(root / "iterated"), policy=str(warm), rollouts=3, max_new_tokens=48,
+                            min_tasks=1, validation_every=3, max_length_gap=1000, dpo={"steps": 1, "lr": 0.05},
+                            scale=2.0, build_on_current=True)
+    first = run_phase_two(loaded, config)  # nothing in use yet: from zero
+    assert first["builds_on"] == ""
+    unsteered = {(c.stream_id, c.position): [k.text for k in c.candidates]
+                 for c in load_sampled(root / "iterated" / PAIRS_FILE)}
+    registry = AdapterRegistry(root / "iterated" / "adapters")
+    trained = SteeringAdapter.load(first["adapter"])
+    in_use = SteeringAdapter(torch.linspace(-30, 30, len(trained.vector)), AdapterInfo(
+        "0100-count-location", trained.info.base_model_version, layer=first["layer"], scale=3.0))
+    in_use.save(registry.path(in_use.version))
+    registry.use(in_use.version)
+    second = run_phase_two(loaded, config)
+    assert second["builds_on"] == in_use.version and not second["pairs"]["reused"]  # judged afresh
+    steered = {(c.stream_id, c.position): [k.text for k in c.candidates]
+               for c in load_sampled(root / "iterated" / PAIRS_FILE)}
+    assert steered.keys() == unsteered.keys() and steered != unsteered  # sampled with the adapter attached
+    adapter = SteeringAdapter.load(second["adapter"])
+    assert adapter.info.builds_on == in_use.version and adapter.info.scale == 2.0
+    step = adapter.vector - in_use.vector * (3.0 / 2.0)  # the current shift kept whole at the new scale
+    assert step.norm().item() == pytest.approx(second["dpo"][-1]["vector_norm"], rel=1e-4)
+    assert second["gate"]["against"] == in_use.version
 
 
 def test_gate_weighs_memory_only_accuracy_where_the_answers_are_known():

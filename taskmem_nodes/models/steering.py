@@ -44,6 +44,7 @@ class AdapterInfo:
     validation: dict = field(default_factory=dict)  # figures of the evaluation gate
     created_at: float = 0.0
     steer: str = "all"  # the positions the vector is added at: "all" or "memory" (after the thinking)
+    builds_on: str = ""  # the adapter this one was trained on top of (its vector included), if any
 
 
 @dataclass

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import random
 import time
@@ -37,7 +38,7 @@ from pathlib import Path
 import torch
 
 from taskmem_nodes.adapters import AdapterRegistry
-from taskmem_nodes.models.steering import ADAPTER_SUFFIX, AdapterInfo, SteeringAdapter
+from taskmem_nodes.models.steering import ADAPTER_SUFFIX, AdapterInfo, SteeringAdapter, attach_adapter
 from taskmem_nodes.models.transformers_backend import checkpoint_version
 from taskmem_nodes.records import MemoryRecord, TaskLogRecord
 from taskmem_nodes.train.deployment import Deployment
@@ -49,6 +50,8 @@ from taskmem_nodes.train.rollouts import ForcedPrefix, choice_group, sample_grou
 from taskmem_nodes.train.runs import load_recipe
 from taskmem_nodes.train.steering_dpo import DpoExample, DpoSettings, resolve_layer, train_steering_vector
 from taskmem_nodes.train.task_judge import ClipRef, TaskJudge, make_task_judge
+
+log = logging.getLogger(__name__)
 
 ABSTAIN_ONLY_TYPES = ("not_seen",)  # no memory content answers them: nothing to steer toward
 SAMPLING = ("output", "memory", "choices")
@@ -118,6 +121,10 @@ class PhaseTwoConfig:
     "entry" (Phase One's quality verdict, as in the method: every statement true and none repeated, or not)."""
     dpo: dict = field(default_factory=dict)
     """Overrides of `DpoSettings` (steps, lr, beta, span)."""
+    build_on_current: bool = False
+    """Sample the candidates with the adapter in use attached and train a step on top of it (iterated, on-policy
+    DPO: each round's pairs come from the memorizer the robot runs); the released vector is the current one
+    plus the step. Only when the current adapter steers the same layer and positions; otherwise from zero."""
     seed: int = 0
 
     def __post_init__(self):
@@ -235,12 +242,15 @@ JUDGING_SETTINGS = ("rollouts", "temperature", "max_new_tokens", "questions", "r
                     "seed")
 
 
-def pairs_key(deployment: Deployment, config: PhaseTwoConfig, model_version: str) -> str:
-    """What the judged pairs depend on: the deployment's clips and tasks, the policy, the judging settings."""
+def pairs_key(deployment: Deployment, config: PhaseTwoConfig, model_version: str, builds_on: str = "") -> str:
+    """What the judged pairs depend on: the deployment's clips and tasks, the policy (and the adapter the
+    candidates were sampled with, if any), the judging settings."""
     data = {"clips": sorted(a.clip.clip_id for clips in deployment.streams.values() for a in clips),
             "tasks": sorted(t.task_id for t in deployment.tasks), "model": model_version,
             "settings": {name: getattr(config, name) for name in JUDGING_SETTINGS}
             | {"task_types": sorted(config.task_types)}}  # a filter: its order changes nothing judged
+    if builds_on:  # absent otherwise, so pairs judged before this setting existed stay valid
+        data["builds_on"] = builds_on
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -484,6 +494,23 @@ def next_version(out: Path, task_types: list[str]) -> str:
     return f"{max(numbers, default=0) + 1:04d}-{'-'.join(task_types)}"[:64]
 
 
+def start_adapter(current: SteeringAdapter | None, config: PhaseTwoConfig, layer: int, steer: str,
+                  model_version: str) -> SteeringAdapter | None:
+    """The adapter a run builds on (`build_on_current`): the current one, when it was trained for this model and
+    steers `layer` at the positions `steer` names; None (train from zero) otherwise."""
+    if not config.build_on_current or current is None:
+        return None
+    if current.info.base_model_version not in ("", model_version):
+        log.warning("adapter %s was trained for model %s, this is %s: training from zero",
+                    current.version, current.info.base_model_version, model_version)
+        return None
+    if (current.info.layer, current.info.steer) != (layer, steer):
+        log.warning("adapter %s steers layer %d (%s), this run layer %d (%s): training from zero",
+                    current.version, current.info.layer, current.info.steer, layer, steer)
+        return None
+    return current
+
+
 def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: SteeringAdapter | None = None,
                   judge: TaskJudge | None = None, progress: Callable[[str, int], Callable[[], None]] | None = None,
                   ) -> dict:
@@ -510,8 +537,13 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
     settings = backend_settings({**memorizer_parameters(), "model_path": config.policy})
     policy = RestrictedPolicy.load(settings["model_path"])
     layer = resolve_layer(policy.model, config.layer)
+    model_version = checkpoint_version(Path(settings["model_path"]))
+    dpo = DpoSettings(**config.dpo)
+    start = start_adapter(current, config, layer, dpo.steer, model_version)
+    if start is not None:  # candidates, reference and steered policy all run with the adapter in use
+        attach_adapter(policy.model, start, tokenizer=policy.tokenizer)
     train_clips, held_out = split_clips(deployment, config.validation_every)
-    key = pairs_key(deployment, config, checkpoint_version(Path(settings["model_path"])))
+    key = pairs_key(deployment, config, model_version, start.version if start else "")
     cached = load_pairs(out / PAIRS_FILE, key)
     if cached is not None:  # the same deployment, policy and judging settings: reuse the judged pairs
         stats, pairs = cached
@@ -527,9 +559,10 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
         raise ValueError(f"no preference pair survived selection: {dataclasses.asdict(stats)}")
     examples = [DpoExample(deployment.request(stream_id, position, policy.frames_per_clip), pair.chosen.output_ids,
                            pair.rejected.output_ids) for stream_id, position, pair in pairs]
-    dpo = DpoSettings(**config.dpo)
     tick = progress("DPO steps", dpo.steps) if progress else None
     vector, dpo_log = train_steering_vector(policy, examples, layer, dpo, on_step=(lambda *_: tick()) if tick else None)
+    if start is not None:  # the step was trained at scale 1 like a first vector; the whole is released at `scale`
+        vector = start.vector * (start.info.scale / config.scale) + vector
     trained_at = time.monotonic()
     del policy
 
@@ -538,7 +571,7 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
     base_version = backend.model_version
     info = AdapterInfo(version=next_version(out, sampler.task_types), base_model_version=base_version,
                        layer=layer, scale=config.scale, task_types=sampler.task_types, data_window=sampler.window,
-                       created_at=time.time(), steer=dpo.steer)
+                       created_at=time.time(), steer=dpo.steer, builds_on=start.version if start else "")
     candidate = SteeringAdapter(vector, info)
     labelled = deployment.labelled_tasks(worlds)
     clips_per_pass = sum(map(len, deployment.streams.values()))
@@ -576,6 +609,7 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
         target = candidate.save(out / "rejected" / f"{info.version}{ADAPTER_SUFFIX}")
     report = {
         "adapter": str(target), "version": info.version, "released": released, "layer": layer,
+        "builds_on": info.builds_on,
         "task_types": sampler.task_types, "task_counts": dict(Counter(t.task_type for t in deployment.tasks)),
         "pairs": dataclasses.asdict(stats) | {"reused": cached is not None}, "dpo": dpo_log, "gate": gate,
         "seconds": {"judging": judged_at - started, "dpo": trained_at - judged_at,
