@@ -185,6 +185,13 @@ def test_gate_weighs_memory_only_accuracy_where_the_answers_are_known():
     worse = accuracy | {"candidate": 0.46}
     assert gate_reasons(pairwise | {"accuracy": worse}, config, "base") == [
         "memory-only accuracy 0.460 on 128 held-out tasks is below base's 0.470"]
+    # the focus may cost the other task types at most what the recipe allows
+    others = accuracy | {"others_tasks": 61, "candidate_others": 0.39, "current_others": 0.41}
+    assert gate_reasons(pairwise | {"accuracy": others}, config, "base") == []  # any loss, by default
+    bounded = dataclasses.replace(config, min_others_gain=-0.02)
+    assert gate_reasons(pairwise | {"accuracy": others}, bounded, "base") == []  # two points: on the bound
+    assert gate_reasons(pairwise | {"accuracy": others | {"candidate_others": 0.385}}, bounded, "base") == [
+        "memory-only accuracy 0.385 on the other types' 61 held-out tasks is below base's 0.410 - 0.020"]
 
 
 def test_gate_accuracy_answers_the_logged_tasks_from_either_adapters_memories(deployment):
@@ -202,6 +209,10 @@ def test_gate_accuracy_answers_the_logged_tasks_from_either_adapters_memories(de
     figures = held_out_accuracy(loaded, clips, {"candidate": truth, "current": dict.fromkeys(truth, "")}, labelled)
     assert figures["tasks"] > 0
     assert figures["candidate"] > figures["current"]  # ground-truth memories answer; no memories answer nothing
+    split = held_out_accuracy(loaded, clips, {"candidate": truth}, labelled, focus=("location",))
+    assert split["focused_tasks"] + split["others_tasks"] == split["tasks"]  # the focus and the rest, pooled
+    assert split["candidate"] == pytest.approx((split["candidate_focused"] * split["focused_tasks"]
+                                                + split["candidate_others"] * split["others_tasks"]) / split["tasks"])
     # a deployment whose archive has no task settings (a real robot) has no labelled tasks: no accuracy figure
     unlabelled = dataclasses.replace(loaded, streams={sid: [dataclasses.replace(a, source={"world": a.source["world"]})
                                                             for a in archived]
