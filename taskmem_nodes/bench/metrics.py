@@ -12,7 +12,7 @@ import itertools
 import math
 import random
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from taskmem_nodes.bench.harness import TaskOutcome
@@ -70,6 +70,11 @@ def tally(outcomes: Iterable[TaskOutcome], judge: Judge) -> dict[str, Tally]:
             counts.answered += answered
             counts.correct += correct
     return tallies
+
+
+def focus_groups(task_types: Iterable[str], focus: Sequence[str]) -> dict[str, list[str]]:
+    """"focused" (the `focus` types) and "others" (every other asked type), the issue's two groups."""
+    return {"focused": list(focus), "others": [t for t in task_types if t != OVERALL and t not in focus]}
 
 
 def pooled(tallies: dict[str, Tally], task_types: Iterable[str]) -> Tally:

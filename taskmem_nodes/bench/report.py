@@ -7,7 +7,16 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskmem_nodes.bench.metrics import METRICS, OVERALL, Spread, Tally, across_seeds, pooled, sign_flip_p
+from taskmem_nodes.bench.metrics import (
+    METRICS,
+    OVERALL,
+    Spread,
+    Tally,
+    across_seeds,
+    focus_groups,
+    pooled,
+    sign_flip_p,
+)
 from taskmem_nodes.bench.plots import plot_metrics
 
 
@@ -99,7 +108,7 @@ class BenchReport:
         unknown = set(self.focus) - set(types)
         if unknown:
             raise ValueError(f"focus types {sorted(unknown)} were not asked; the task types are {types}")
-        return {"focused": list(self.focus), "others": [t for t in types if t != OVERALL and t not in self.focus]}
+        return focus_groups(types, self.focus)
 
     def to_dict(self) -> dict:
         return {

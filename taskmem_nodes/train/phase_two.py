@@ -442,7 +442,7 @@ def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], writ
     from taskmem_nodes.answerer import LexicalAnswerer
     from taskmem_nodes.bench.harness import answer_task
     from taskmem_nodes.bench.judges import NormalizedMatchJudge
-    from taskmem_nodes.bench.metrics import OVERALL, pooled, tally
+    from taskmem_nodes.bench.metrics import OVERALL, focus_groups, pooled, tally
 
     tasks = held_out_tasks(deployment, clips, labelled)
     if not tasks:
@@ -459,8 +459,7 @@ def held_out_accuracy(deployment: Deployment, clips: list[tuple[str, int]], writ
         result[f"{name}_by_type"] = {t: s.accuracy for t, s in scores.items() if t != OVERALL}
         if not focus:
             continue
-        others = [t for t in scores if t != OVERALL and t not in focus]
-        for part, types in (("focused", focus), ("others", others)):
+        for part, types in focus_groups(scores, focus).items():
             if (scores_of_part := pooled(scores, types)).tasks:
                 result[f"{name}_{part}"] = scores_of_part.accuracy
                 result[f"{part}_tasks"] = scores_of_part.tasks
@@ -553,7 +552,8 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
     if start is not None:  # candidates, reference and steered policy all run with the adapter in use
         attach_adapter(policy.model, start, tokenizer=policy.tokenizer)
     train_clips, held_out = split_clips(deployment, config.validation_every)
-    key = pairs_key(deployment, config, model_version, start.version if start else "")
+    builds_on = start.version if start else ""
+    key = pairs_key(deployment, config, model_version, builds_on)
     cached = load_pairs(out / PAIRS_FILE, key)
     if cached is not None:  # the same deployment, policy and judging settings: reuse the judged pairs
         stats, pairs = cached
@@ -581,7 +581,7 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
     base_version = backend.model_version
     info = AdapterInfo(version=next_version(out, sampler.task_types), base_model_version=base_version,
                        layer=layer, scale=config.scale, task_types=sampler.task_types, data_window=sampler.window,
-                       created_at=time.time(), steer=dpo.steer, builds_on=start.version if start else "")
+                       created_at=time.time(), steer=dpo.steer, builds_on=builds_on)
     candidate = SteeringAdapter(vector, info)
     labelled = deployment.labelled_tasks(worlds)
     clips_per_pass = sum(map(len, deployment.streams.values()))
