@@ -1,7 +1,9 @@
-"""Benchmark figures as PNG: Accuracy, Coverage and Precision per task type, systems side by side."""
+"""Benchmark figures as PNG: Accuracy, Coverage and Precision per task type, systems side by side; memory-only
+accuracy against fidelity for memorizers measured on the same seeds."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +14,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 METRICS = ("accuracy", "coverage", "precision")
+
+
+def _save(figure: plt.Figure, path: str | Path) -> Path:
+    """Write `figure` as a PNG (creating its folder) and free it."""
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def plot_metrics(results: dict[str, dict[str, dict[str, float]]], path: str | Path, title: str = "") -> Path:
@@ -38,9 +50,42 @@ def plot_metrics(results: dict[str, dict[str, dict[str, float]]], path: str | Pa
     axes[-1].legend(fontsize="small")
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
+
+
+def frontier_points(path: str | Path) -> list[dict]:
+    """Rows of a results CSV (`memorizer,stage,floor,accuracy,fidelity`; lines starting with # are comments)."""
+    with Path(path).open() as rows:
+        reader = csv.DictReader(line for line in rows if not line.startswith("#"))
+        points = [{**row, "floor": float(row["floor"]), "accuracy": float(row["accuracy"]),
+                   "fidelity": float(row["fidelity"])} for row in reader]
+    for point in points:
+        if not (0.0 <= point["fidelity"] <= 1.0 and 0.0 <= point["accuracy"] <= 100.0):
+            raise ValueError(f"{path}: accuracy must be a percentage and fidelity a fraction: {point}")
+    return points
+
+
+def plot_frontier(points: list[dict], path: str | Path, title: str = "") -> Path:
+    """Memory-only accuracy against fidelity, one marker per measured memorizer setting. `points`: dicts with
+    `memorizer`, `stage` (e.g. "warm start", "phase one"), `floor`, `accuracy` (%) and `fidelity` in [0, 1];
+    the settings of one memorizer (its confidence floors) are joined by a line, in order of fidelity."""
+    if not points:
+        raise ValueError("nothing to plot")
+    figure, axis = plt.subplots(figsize=(7.5, 5))
+    stages = sorted({p["stage"] for p in points})
+    markers = dict(zip(stages, "osD^v"))
+    for memorizer in dict.fromkeys(p["memorizer"] for p in points):
+        series = sorted((p for p in points if p["memorizer"] == memorizer), key=lambda p: p["fidelity"])
+        axis.plot([p["fidelity"] for p in series], [p["accuracy"] for p in series], marker=markers[series[0]["stage"]],
+                  label=f"{memorizer} ({series[0]['stage']})", linewidth=2 if series[0]["stage"] == stages[-1] else 1)
+        for p in series:
+            if p["floor"]:
+                axis.annotate(f"floor {p['floor']:g}", (p["fidelity"], p["accuracy"]), fontsize="x-small",
+                              xytext=(4, 2), textcoords="offset points")
+    axis.set_xlabel("fidelity (true / stated statements)")
+    axis.set_ylabel("memory-only accuracy (%)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="x-small", loc="lower left")
+    if title:
+        axis.set_title(title, fontsize="small")
+    return _save(figure, path)
