@@ -923,12 +923,22 @@ def model_unpack(
 @model_app.command("build-tiny")
 def model_build_tiny(
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write")],
-    seed: Annotated[int, typer.Option(help="Weight initialisation seed")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Weight initialisation seed (default 0, or the recipe's)")] = None,
+    recipe: Annotated[Path | None, typer.Option(
+        help="Warm-start recipe whose model sizes and seed to use, e.g. config/train/warm_start_tiny.yaml for "
+             "the default model untrained")] = None,
 ) -> None:
-    """Build a tiny random Qwen3-VL checkpoint (real classes, processor and Qwen tokenizer) for tests."""
+    """Build a tiny random Qwen3-VL checkpoint (real classes, processor and Qwen tokenizer): for tests, or with
+    --recipe the untrained baseline of a warm start."""
+    if recipe is not None:
+        from taskmem_nodes.train.warm_start import WarmStartConfig, untrained_checkpoint
+
+        config = WarmStartConfig.from_yaml(recipe, **({} if seed is None else {"seed": seed}))
+        console.print(f"built {untrained_checkpoint(config, out)}")
+        return
     from taskmem_nodes.models.tiny import build_tiny_checkpoint
 
-    console.print(f"built {build_tiny_checkpoint(out, seed=seed)}")
+    console.print(f"built {build_tiny_checkpoint(out, seed=seed or 0)}")
 
 
 def main() -> None:

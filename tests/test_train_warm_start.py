@@ -129,6 +129,32 @@ def test_train_command_runs_a_recipe_file(tmp_path):
     assert bad.exit_code == 2 and "unknown settings" in bad.output
 
 
+def test_untrained_baseline_has_the_recipes_sizes_and_the_warm_starts_first_weights(tmp_path):
+    import yaml
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from taskmem_nodes.cli import app
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY, "steps": 1, "seed": 4}))
+    result = CliRunner().invoke(app, ["model", "build-tiny", "--recipe", str(recipe), "--out", str(tmp_path / "u")])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "u" / "config.json").read_text())
+    assert (config["text_config"]["hidden_size"], config["text_config"]["num_hidden_layers"]) == (64, 1)
+    assert (config["vision_config"]["depth"], config["vision_config"]["hidden_size"]) == (1, 32)
+    # the same weights a warm start from scratch begins with (its <out>/base, the recipe's seed)
+    train_warm_start(WarmStartConfig.from_yaml(recipe, out_dir=str(tmp_path / "run"), steps=1, single_clip_steps=0))
+    built = load_file(tmp_path / "u" / "model.safetensors")
+    base = load_file(tmp_path / "run" / "base" / "model.safetensors")
+    assert built.keys() == base.keys() and all(torch.equal(built[k], base[k]) for k in built)
+    reseeded = CliRunner().invoke(app, ["model", "build-tiny", "--recipe", str(recipe), "--seed", "5",
+                                        "--out", str(tmp_path / "u5")])
+    assert reseeded.exit_code == 0, reseeded.output
+    other = load_file(tmp_path / "u5" / "model.safetensors")
+    assert not all(torch.equal(built[k], other[k]) for k in built)
+
+
 @pytest.mark.timeout(600)
 def test_inspect_counts_true_statements_by_kind(tmp_path, monkeypatch):
     from taskmem_nodes.train.inspect import statement_kind, statement_truth

@@ -164,16 +164,18 @@ def learning_rate(config: WarmStartConfig, step: int) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def untrained_checkpoint(config: WarmStartConfig, out: str | Path) -> Path:
+    """The recipe's model with random weights (its sizes and seed): what a warm start from scratch begins with."""
+    return build_tiny_checkpoint(
+        out, text_hidden=config.text_hidden, layers=config.layers, heads=config.heads,
+        kv_heads=max(1, config.heads // 2), vision_depth=config.vision_depth, vision_hidden=config.vision_hidden,
+        seed=config.seed, video_max_pixels=config.world_config().cell_px ** 2 * 48,  # the whole 8 x 6-cell frame
+    )
+
+
 def _build_policy(config: WarmStartConfig, out: Path) -> RestrictedPolicy:
     world = config.world_config()
-    if config.base_checkpoint:
-        base = Path(config.base_checkpoint)
-    else:
-        base = build_tiny_checkpoint(
-            out / "base", text_hidden=config.text_hidden, layers=config.layers, heads=config.heads,
-            kv_heads=max(1, config.heads // 2), vision_depth=config.vision_depth, vision_hidden=config.vision_hidden,
-            seed=config.seed, video_max_pixels=world.cell_px ** 2 * 48,  # the whole 8 x 6-cell frame
-        )
+    base = Path(config.base_checkpoint) if config.base_checkpoint else untrained_checkpoint(config, out / "base")
     allowed = training_vocabulary(build_qwen_tokenizer(), world)
     return RestrictedPolicy.load(base, allowed, frames_per_clip=config.frames_per_clip)
 
