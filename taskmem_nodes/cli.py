@@ -934,6 +934,9 @@ def model_build_tiny(
         from taskmem_nodes.train.warm_start import WarmStartConfig, untrained_checkpoint
 
         config = WarmStartConfig.from_yaml(recipe, **({} if seed is None else {"seed": seed}))
+        if config.base_checkpoint:
+            console.print(f"[red]{recipe} continues from {config.base_checkpoint}: it has no untrained model")
+            raise typer.Exit(2)
         console.print(f"built {untrained_checkpoint(config, out)}")
         return
     from taskmem_nodes.models.tiny import build_tiny_checkpoint

@@ -153,6 +153,10 @@ def test_untrained_baseline_has_the_recipes_sizes_and_the_warm_starts_first_weig
     assert reseeded.exit_code == 0, reseeded.output
     other = load_file(tmp_path / "u5" / "model.safetensors")
     assert not all(torch.equal(built[k], other[k]) for k in built)
+    continued = CliRunner().invoke(app, ["model", "build-tiny", "--out", str(tmp_path / "c"), "--recipe",
+                                         str(Path(__file__).parents[1] / "config/train/warm_start_rooms_tiny.yaml")])
+    assert continued.exit_code == 2 and "no untrained model" in continued.output
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.timeout(600)

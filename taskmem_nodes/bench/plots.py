@@ -4,6 +4,7 @@ accuracy against fidelity for memorizers measured on the same seeds."""
 from __future__ import annotations
 
 import csv
+from itertools import cycle
 from pathlib import Path
 
 import matplotlib
@@ -68,16 +69,16 @@ def frontier_points(path: str | Path) -> list[dict]:
 def plot_frontier(points: list[dict], path: str | Path, title: str = "") -> Path:
     """Memory-only accuracy against fidelity, one marker per measured memorizer setting. `points`: dicts with
     `memorizer`, `stage` (e.g. "warm start", "phase one"), `floor`, `accuracy` (%) and `fidelity` in [0, 1];
-    the settings of one memorizer (its confidence floors) are joined by a line, in order of fidelity."""
+    the settings of one memorizer (its confidence floors) are joined by a line, in order of fidelity; the first
+    memorizer listed is the reference, drawn heavier."""
     if not points:
         raise ValueError("nothing to plot")
     figure, axis = plt.subplots(figsize=(7.5, 5))
-    stages = sorted({p["stage"] for p in points})
-    markers = dict(zip(stages, "osD^v"))
-    for memorizer in dict.fromkeys(p["memorizer"] for p in points):
+    markers = dict(zip(dict.fromkeys(p["stage"] for p in points), cycle("sodD^v")))
+    for k, memorizer in enumerate(dict.fromkeys(p["memorizer"] for p in points)):
         series = sorted((p for p in points if p["memorizer"] == memorizer), key=lambda p: p["fidelity"])
         axis.plot([p["fidelity"] for p in series], [p["accuracy"] for p in series], marker=markers[series[0]["stage"]],
-                  label=f"{memorizer} ({series[0]['stage']})", linewidth=2 if series[0]["stage"] == stages[-1] else 1)
+                  label=f"{memorizer} ({series[0]['stage']})", linewidth=1 if k else 2.5)
         for p in series:
             if p["floor"]:
                 axis.annotate(f"floor {p['floor']:g}", (p["fidelity"], p["accuracy"]), fontsize="x-small",
