@@ -578,8 +578,7 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
 
     backend = load_backend("transformers", **settings)
     backend.load()
-    base_version = backend.model_version
-    info = AdapterInfo(version=next_version(out, sampler.task_types), base_model_version=base_version,
+    info = AdapterInfo(version=next_version(out, sampler.task_types), base_model_version=model_version,
                        layer=layer, scale=config.scale, task_types=sampler.task_types, data_window=sampler.window,
                        created_at=time.time(), steer=dpo.steer, builds_on=builds_on)
     candidate = SteeringAdapter(vector, info)
@@ -592,7 +591,7 @@ def run_phase_two(deployment: Deployment, config: PhaseTwoConfig, *, current: St
         candidate, selection, chosen_memories = choose_scale(backend, deployment, train_clips, candidate, scales,
                                                              labelled, tick)
         info = candidate.info
-    restream = gate_restreams(deployment, held_out, labelled, base_version, current)
+    restream = gate_restreams(deployment, held_out, labelled, model_version, current)
     written = {"candidate": chosen_memories} if choosing else None
     restreamed = len(set(restream) - set(written or ())) * clips_per_pass
     tick = progress("evaluation gate", len(held_out) + restreamed) if progress else None
