@@ -624,20 +624,19 @@ def train_counting(
     checkpoint: Annotated[Path, typer.Option(help="Policy checkpoint (e.g. runs/warm-start/final)")],
     clips_per_world: Annotated[int, typer.Option(help="Clips of each of the three held-out worlds (0 = all)")] = 0,
 ) -> None:
-    """Whether the policy writes a group's count right, by the group's size: teacher-forced on held-out clips
-    (the target up to each object statement's count, then the policy's most likely token)."""
+    """Whether the policy writes what its scan read: each group's count (by the group's size) and each person's
+    colour, teacher-forced on held-out clips (the target up to that word, then the policy's most likely token)."""
     from tqdm import tqdm
 
-    from taskmem_nodes.train.counting import count_digits
+    from taskmem_nodes.train.counting import written_right
     from taskmem_nodes.train.policy_model import RestrictedPolicy
 
     policy = RestrictedPolicy.load(checkpoint)
-    with tqdm(unit="clip", desc="counting") as bar:
-        tally = count_digits(policy, clips_per_world=clips_per_world, on_clip=bar.update)
-    table = Table("units in the group", "count written right", "statements")
-    for size, (right, total) in tally.items():
-        table.add_row(str(size), str(right), str(total))
-    table.add_row("all", str(sum(r for r, _ in tally.values())), str(sum(t for _, t in tally.values())))
+    with tqdm(unit="clip", desc="teacher-forcing") as bar:
+        tally = written_right(policy, clips_per_world=clips_per_world, on_clip=bar.update)
+    table = Table("word of the memory", "written right", "of")
+    for row, (right, total) in tally.items():
+        table.add_row(row, str(right), str(total))
     console.print(table)
 
 

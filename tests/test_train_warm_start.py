@@ -194,35 +194,39 @@ def test_inspect_counts_true_statements_by_kind(tmp_path, monkeypatch):
 
 
 @pytest.mark.timeout(600)
-def test_counting_tallies_every_count_digit_by_group_size(tmp_path, monkeypatch):
-    from taskmem_nodes.train.counting import count_digits
+def test_counting_tallies_every_copied_word_of_the_memory(tmp_path, monkeypatch):
+    from taskmem_nodes.train.counting import PERSON_COLOUR, copied_words, written_right
     from taskmem_nodes.train.inspect import HELD_OUT_SEEDS
     from taskmem_nodes.train.policy_model import RestrictedPolicy
 
     policy = RestrictedPolicy.load(train_warm_start(WarmStartConfig(out_dir=str(tmp_path / "w"), steps=1, **TINY)))
-    sizes: dict[int, int] = {}  # group size -> object statements, read off the targets of the first 6 clips
+    rows: dict[str, int] = {}  # row -> words, read off the targets of the first 6 clips of each held-out world
     for seed in HELD_OUT_SEEDS:
         examples = stream_examples(World(WorldConfig(seed=seed)), frames_per_clip=policy.frames_per_clip)
         for _, example in zip(range(6), examples):
-            for start, end, _ in example.count_refs:
-                size = int(example.target[start:end])
-                sizes[size] = sizes.get(size, 0) + 1
-    assert sizes and max(sizes) > 1  # the held-out clips hold groups of more than one unit
-    tally = count_digits(policy, clips_per_world=6)
-    assert {size: total for size, (_, total) in tally.items()} == sizes
+            for row, start, end in copied_words(example):
+                word = example.target[start:end]
+                if row == PERSON_COLOUR:
+                    assert word.isalpha() and example.target[start - 4:start] == " in "
+                else:
+                    assert word == row.removeprefix("count of ")
+                rows[row] = rows.get(row, 0) + 1
+    assert {"count of 1", "count of 2", PERSON_COLOUR} <= set(rows)  # groups of more than one unit, and people
+    tally = written_right(policy, clips_per_world=6)
+    assert {row: total for row, (_, total) in tally.items()} == rows
     assert all(0 <= right <= total for right, total in tally.values())
 
     def teacher(sequence):  # a policy whose most likely token is always the target's
         return torch.nn.functional.one_hot(sequence.labels, len(policy.allowed)).float()
 
     monkeypatch.setattr(policy, "target_logits", teacher)
-    assert all(right == total for right, total in count_digits(policy, clips_per_world=6).values())
+    assert all(right == total for right, total in written_right(policy, clips_per_world=6).values())
 
     def off_by_one(sequence):  # ... and one that always picks the next allowed token instead
         return torch.nn.functional.one_hot((sequence.labels + 1) % len(policy.allowed), len(policy.allowed)).float()
 
     monkeypatch.setattr(policy, "target_logits", off_by_one)
-    assert all(right == 0 for right, _ in count_digits(policy, clips_per_world=6).values())
+    assert all(right == 0 for right, _ in written_right(policy, clips_per_world=6).values())
 
 
 @pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "config" / "train").glob("*.yaml")),
