@@ -598,6 +598,8 @@ def train_inspect(
     temperature: Annotated[float, typer.Option(help="0 = greedy; else sampled")] = 0.0,
     rollouts: Annotated[int, typer.Option(help="Samples per clip when sampling")] = 4,
     tracker: Annotated[bool, typer.Option(help="Prompts with the simulated tracker's ids")] = True,
+    numbered: Annotated[str, typer.Option(help="The policy's scan numbers units: 'running' or 'size' "
+                                                "(its recipe's numbered_units); '' none")] = "",
 ) -> None:
     """Which statements of the policy's memories are true, by kind (people, objects and the rest)."""
     from tqdm import tqdm
@@ -608,7 +610,7 @@ def train_inspect(
     policy = RestrictedPolicy.load(checkpoint)
     with tqdm(total=clips, unit="clip", desc="inspecting") as bar:
         counts = statement_truth(policy, clips, temperature=temperature, rollouts=rollouts, tracker=tracker,
-                                 on_clip=bar.update)
+                                 numbered=numbered, on_clip=bar.update)
     for kind in ("room", "person", "other"):
         console.print(f"{kind} statements true: {counts[kind + '_true']} of {counts[kind + '_said']}")
     console.print(f"person statements naming someone the clip shows: {counts['person_id_true']} of "
@@ -617,12 +619,16 @@ def train_inspect(
                   f"unparsed {counts['unparsed']}")
     console.print(f"thinking word for word the target's: {counts['scan_right']} of {counts['entries']}; of these "
                   f"the memory states exactly the target's facts: {counts['written_right']}")
+    console.print(f"the targets' object groups: count right {counts['count_right']}, count wrong "
+                  f"{counts['count_wrong']}, not stated {counts['groups_missed']}")
 
 
 @train_app.command("counting")
 def train_counting(
     checkpoint: Annotated[Path, typer.Option(help="Policy checkpoint (e.g. runs/warm-start/final)")],
     clips_per_world: Annotated[int, typer.Option(help="Clips of each of the three held-out worlds (0 = all)")] = 0,
+    numbered: Annotated[str, typer.Option(help="The policy's scan numbers units: 'running' or 'size' "
+                                                "(its recipe's numbered_units); '' none")] = "",
 ) -> None:
     """Whether the policy writes what its scan read: each group's count (by the group's size) and each person's
     colour, teacher-forced on held-out clips (the target up to that word, then the policy's most likely token)."""
@@ -633,7 +639,7 @@ def train_counting(
 
     policy = RestrictedPolicy.load(checkpoint)
     with tqdm(unit="clip", desc="teacher-forcing") as bar:
-        tally = written_right(policy, clips_per_world=clips_per_world, on_clip=bar.update)
+        tally = written_right(policy, clips_per_world=clips_per_world, numbered=numbered, on_clip=bar.update)
     table = Table("word of the memory", "written right", "of")
     for row, (right, total) in tally.items():
         table.add_row(row, str(right), str(total))

@@ -299,7 +299,7 @@ def test_a_numbered_scan_ends_each_group_with_its_count_and_the_pointing_guide_c
     from taskmem_nodes.models.tiny import build_tiny_checkpoint
     from taskmem_nodes.train.warm_start import WarmStartConfig, _AttentionGuide, target_tokens
 
-    examples = list(stream_examples(World(WorldConfig(seed=555_001)), frames_per_clip=2, numbered=True))[:30]
+    examples = list(stream_examples(World(WorldConfig(seed=555_001)), frames_per_clip=2, numbered="running"))[:30]
     plain = list(stream_examples(World(WorldConfig(seed=555_001)), frames_per_clip=2))[:30]
     assert [e.description for e in examples] == [e.description for e in plain]  # the memories do not change
     groups = 0
@@ -318,7 +318,8 @@ def test_a_numbered_scan_ends_each_group_with_its_count_and_the_pointing_guide_c
     policy = RestrictedPolicy.load(checkpoint, allowed, frames_per_clip=2)
     example = next(e for e in examples if any(len(spans) == 4 for _, _, spans in e.count_refs))
     sequence = policy.encode(example.request, example.target)
-    guide = _AttentionGuide(policy, WarmStartConfig(count_guide_weight=1.0, count_guide="point", numbered_units=True))
+    guide = _AttentionGuide(policy, WarmStartConfig(count_guide_weight=1.0, count_guide="point",
+                                                    numbered_units="running"))
     pairs = guide.count_pairs(example, sequence)
     ids = sequence.inputs["input_ids"][0]
     pointed = torch.zeros(2, ids.shape[0], ids.shape[0])
@@ -365,3 +366,53 @@ def test_count_digits_can_weigh_more_in_the_text_loss():
     n, on_digits = len(each), each[list(weights)].sum()
     expected = (each.sum() + 9 * on_digits) / (n + 9 * len(weights))
     assert text_loss(logits, sequence, weights).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("numbering", ["running", "size"])
+def test_numbers_read_from_cells_point_each_number_at_its_units_cell_whose_label_is_that_number(tmp_path, numbering):
+    """`number_guide: cell`: what follows a unit's name attends to the vision token of that unit's own cell, and
+    the cell probe's number head labels that cell with the number the scan writes there (1 when none)."""
+    from taskmem_nodes.models.tiny import build_tiny_checkpoint
+    from taskmem_nodes.train.examples import unit_numbers
+    from taskmem_nodes.train.vision_probe import NUMBER_HEAD
+    from taskmem_nodes.train.warm_start import WarmStartConfig, _AttentionGuide, target_tokens
+
+    with pytest.raises(ValueError, match="number_guide"):
+        WarmStartConfig(number_guide="previous")
+    with pytest.raises(ValueError, match="numbered_units"):
+        WarmStartConfig(numbered_units="twice")
+    assert not WarmStartConfig(number_guide="cell").numbers_from_cells  # only with a numbered scan
+    config = WarmStartConfig(numbered_units=numbering, number_guide="cell")
+    assert config.numbers_from_cells
+    world = World(WorldConfig(seed=555_001))
+    examples = list(stream_examples(world, frames_per_clip=2, numbered=numbering))[:30]
+    example = next(e for e in examples if any(len(spans) >= 3 for _, _, spans in e.count_refs))
+    checkpoint = build_tiny_checkpoint(tmp_path / "tiny", text_hidden=64, layers=1, heads=2, vision_depth=1,
+                                       vision_hidden=32)
+    allowed = training_vocabulary(build_qwen_tokenizer(), WorldConfig(), worlds=2)
+    policy = RestrictedPolicy.load(checkpoint, allowed, frames_per_clip=2)
+    sequence = policy.encode(example.request, example.target)
+    guide = _AttentionGuide(policy, config)
+    _, keys, _ = guide.pairs(example, sequence)
+    ids = sequence.inputs["input_ids"][0]
+    video = (ids == policy.model.config.video_token_id).nonzero().flatten()
+    newest = int(video[-policy.tokens_per_group(sequence):][0])
+    tokens_in = target_tokens(policy, example)
+    cells = sum(len(tokens_in(a, b)) for a, b, _ in example.cell_refs)
+    successors = [(a, b) for a, b, _, _ in example.successor_refs for _ in tokens_in(a, b)]
+    assert successors
+    cell_of = {end: cell for _, end, cell in example.cell_refs}
+    numbers = cell_labels(world, example.index, *example.frame_span, numbers=numbering)[:, -1]  # (frames, cells)
+    assert cell_labels(world, example.index, *example.frame_span).shape[1] + 1 == \
+        cell_labels(world, example.index, *example.frame_span, numbers=numbering).shape[1]
+    last = example.target.index(" last:")
+    for (a, b), key in zip(successors, keys[cells: cells + len(successors)], strict=True):
+        cell = int(key) - newest
+        assert cell == cell_of[a]  # the unit's own cell, not the unit before it
+        written = example.target[a:b].strip()
+        frame = int(a > last)  # a number of the last frame's scan is read at the last frame
+        assert int(numbers[frame, cell]) == (int(written) if written.isdigit() else 1)
+    assert cell_classes(WorldConfig(), numbers=True)[NUMBER_HEAD] == ["-", "1", "2", "3"]
+    units = ["red ball", "red ball", "red ball", "blue box"]
+    expected = {"running": ["", " 2", " 3", ""], "size": [" 3", " 3", " 3", ""]}
+    assert unit_numbers(units, numbering) == expected[numbering]

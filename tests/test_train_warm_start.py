@@ -66,6 +66,39 @@ def test_cell_labels_say_what_each_cell_shows_at_the_first_and_last_frame():
         CellProbe(16, WorldConfig(cell_px=16))
 
 
+def test_the_number_head_labels_units_by_their_number_and_learns_on_unit_cells_only():
+    from taskmem_nodes.sim.render import GRID_COLUMNS, PLACE_COLUMNS, place_units
+
+    world = World(WorldConfig(seed=555_001))
+    example = next(e for e in stream_examples(world, frames_per_clip=2) if e.count_refs)
+    labels = cell_labels(world, example.index, *example.frame_span, numbers="running")
+    room = world.config.room_spec(world.clips[example.index].room)
+    state = world.clips[example.index].state_at(example.frame_span[0])
+    for column, place in zip(PLACE_COLUMNS, room.places):
+        units = place_units(state, room.name, place)
+        numbers = [int(labels[0, 3, 2 * GRID_COLUMNS + column + slot]) for slot in range(len(units))]
+        assert numbers == [units[: k + 1].count(unit) for k, unit in enumerate(units)]
+    assert int((labels[:, 3] > 0).sum()) == int((labels[:, 1] > 0).sum())  # a number exactly where a unit is
+
+    probe = CellProbe(8, world.config, numbers=True)
+    tokens = torch.randn(GRID_COLUMNS * 6, 8)
+    shifted = probe.head.bias.detach().clone()
+    shifted[-4] += 5.0  # the number head's "nothing there" logit, at both frames
+    shifted[-4 - sum(probe.sizes)] += 5.0
+    base = probe.loss(tokens, labels)
+    with torch.no_grad():
+        probe.head.bias.copy_(shifted)
+    assert probe.loss(tokens, labels).item() > base.item()  # a unit cell read as "nothing" costs
+    empty = labels.clone()
+    empty[:, 3] = 0  # no unit anywhere: the number head adds nothing
+    plain = CellProbe(8, world.config)  # the same probe without the number head
+    rows = [f * sum(probe.sizes) + i for f in range(2) for i in range(sum(plain.sizes))]
+    with torch.no_grad():
+        plain.head.weight.copy_(probe.head.weight[rows])
+        plain.head.bias.copy_(probe.head.bias[rows])
+    assert probe.loss(tokens, empty).item() == pytest.approx(plain.loss(tokens, empty[:, :3]).item() * 3 / 4)
+
+
 def test_single_clip_examples_show_the_clip_alone_with_everything_it_shows():
     world = World(WorldConfig(seed=7, duration_s=60.0))
     alone = list(clip_alone_examples(world, frames_per_clip=2))
@@ -161,11 +194,16 @@ def test_untrained_baseline_has_the_recipes_sizes_and_the_warm_starts_first_weig
 
 @pytest.mark.timeout(600)
 def test_inspect_counts_true_statements_by_kind(tmp_path, monkeypatch):
-    from taskmem_nodes.train.inspect import statement_kind, statement_truth
+    from taskmem_nodes.train.inspect import group_counts, statement_kind, statement_truth
     from taskmem_nodes.train.policy_model import RestrictedPolicy
 
     assert [statement_kind(s) for s in ("in the hall", "person 2 in red is walking", "2 red mugs on the desk")] == [
         "room", "person", "other"]
+    assert group_counts("in the hall. 3 green boxes on the hall shelf. a red mug appears on the hall desk. "
+                        "1 red mug on the hall desk.") == {"green box on the hall shelf": "3",
+                                                           "red mug on the hall desk": "1"}
+    one, two = group_counts("1 green box on the hall shelf."), group_counts("2 green boxes on the hall shelf.")
+    assert one.keys() == two.keys() and (one | two) == {"green box on the hall shelf": "2"}
     final = train_warm_start(WarmStartConfig(out_dir=str(tmp_path / "w"), steps=1, **TINY))
     counts = statement_truth(RestrictedPolicy.load(final), 2, max_new_tokens=24)
     assert counts["entries"] + counts["unparsed"] == 2
@@ -190,6 +228,8 @@ def test_inspect_counts_true_statements_by_kind(tmp_path, monkeypatch):
     monkeypatch.setattr(inspect_module, "sample_group", write_target)
     perfect = statement_truth(policy, 3)
     assert perfect["entries"] == perfect["scan_right"] == perfect["written_right"] == 3
+    assert perfect["count_wrong"] == perfect["groups_missed"] == 0
+    assert perfect["count_right"] == sum(len(group_counts(e.description)) for e in shown.values())
     assert perfect["new_stated"] <= perfect["new_facts"] and perfect["other_true"] == perfect["other_said"]
 
 

@@ -33,16 +33,17 @@ def copied_words(example: ClipExample) -> list[tuple[str, int, int]]:
 
 
 def written_right(policy: RestrictedPolicy, seeds: Sequence[int] = HELD_OUT_SEEDS, clips_per_world: int = 0,
-                  on_clip: Callable[[], None] | None = None) -> dict[str, tuple[int, int]]:
+                  numbered: str = "", on_clip: Callable[[], None] | None = None) -> dict[str, tuple[int, int]]:
     """Row -> (words written right, words) over the clips of the held-out worlds `seeds` (the first
-    `clips_per_world` of each; 0 = all), each prompt with ground-truth preceding memories; rows as
-    `copied_words`, counts by group size."""
+    `clips_per_world` of each; 0 = all), each prompt with ground-truth preceding memories (the target's scan
+    numbered with `numbered`); rows as `copied_words`, counts by group size."""
     right: Counter = Counter()
     total: Counter = Counter()
     policy.model.eval()
     for seed in seeds:
         world = World(WorldConfig(seed=seed))
-        for number, example in enumerate(stream_examples(world, frames_per_clip=policy.frames_per_clip)):
+        for number, example in enumerate(stream_examples(world, frames_per_clip=policy.frames_per_clip,
+                                                                  numbered=numbered)):
             if clips_per_world and number >= clips_per_world:
                 break
             words = copied_words(example)

@@ -58,27 +58,32 @@ def _scan_part(text: str, items: list[tuple[str, int]], suffixes: list[str] | No
     return text, refs
 
 
-def unit_numbers(units: list[str]) -> list[str]:
-    """The number each unit of a place is written with in a numbered scan: none for the first of its colour and
-    kind, " 2", " 3", ... for the next ones (units come grouped, `place_units`), so the last one of a group
-    says how many there are and a count is a copy of it."""
-    seen: dict[str, int] = {}
-    numbers = []
-    for unit in units:
-        seen[unit] = seen.get(unit, 0) + 1
-        numbers.append(f" {seen[unit]}" if seen[unit] > 1 else "")
-    return numbers
+NUMBERINGS = ("running", "size")
+"""How a numbered scan numbers a place's units (`unit_number`)."""
+
+
+def unit_number(units: list, k: int, numbering: str) -> int:
+    """The number of unit `k` of a place's units (grouped by colour and kind, `place_units`): "running", its
+    place among the units of its group (1, 2, 3); "size", how many units its group holds."""
+    return units[: k + 1].count(units[k]) if numbering == "running" else units.count(units[k])
+
+
+def unit_numbers(units: list[str], numbering: str = "running") -> list[str]:
+    """The number each unit of a place is written with in a numbered scan (`unit_number`; none for a 1), so the
+    last unit of a group says how many there are and a count is a copy of it."""
+    numbers = [unit_number(units, k, numbering) for k in range(len(units))]
+    return [f" {n}" if n > 1 else "" for n in numbers]
 
 
 ScanPart = tuple[str, list[CellRef], list[IdRef]]
 
 
-def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False, numbered: bool = False) -> list[ScanPart]:
+def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False, numbered: str = "") -> list[ScanPart]:
     """What one frame shows, part by part in the renderer's left-to-right order (lights, door, each place's
     object units, the people: side of the view, id, shirt, what they do), each part with the cells its items
     are drawn in. With a tracker a person's id is copied from the prompt's tracker line (the id after the same
-    side): the id's digits are an id reference instead of part of the cell's span. `numbered`: a place's
-    repeated units carry their number (`unit_numbers`)."""
+    side): the id's digits are an id reference instead of part of the cell's span. `numbered` ("running" or
+    "size", `NUMBERINGS`; "" none): a place's repeated units carry their number (`unit_numbers`)."""
     from taskmem_nodes.policy import view_side
     from taskmem_nodes.sim.render import GRID_COLUMNS, PLACE_COLUMNS, person_detections, place_units, shirt_columns
 
@@ -88,7 +93,7 @@ def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False, numbere
     for column, place in zip(PLACE_COLUMNS, room.places):
         units = [f"{colour} {kind}" for colour, kind in place_units(state, room.name, place)]
         text, refs = _scan_part(f"{place}:", [(u, 2 * GRID_COLUMNS + column + k) for k, u in enumerate(units)],
-                                unit_numbers(units) if numbered else None)
+                                unit_numbers(units, numbered) if numbered else None)
         parts.append((text + ("." if units else " nothing."), refs, []))
     present = list(zip(state.in_room(room.name), person_detections(state, room.name)))  # as the tracker reports
     people = [(f"{view_side(seen.x)} {p.pid} {p.shirt} "
@@ -109,7 +114,7 @@ def scene_scan(state: WorldState, room: RoomSpec, tracked: bool = False, numbere
 
 
 def scan_thinking(world: World, index: int, frame_span: tuple[float, float], tracked: bool = False,
-                  new_room: bool = False, numbered: bool = False) -> tuple[str, list[CellRef], list[IdRef]]:
+                  new_room: bool = False, numbered: str = "") -> tuple[str, list[CellRef], list[IdRef]]:
     """The plan the warm start teaches: the room (", new" when no preceding memory shown is about it: then
     everything the clip shows is new content), a scan of the clip's first frame shown, and what differs at its
     last, with the cells each scanned item is drawn in (and, with a tracker, where each id is copied). Reading
@@ -170,7 +175,7 @@ def stream_clips(world: World, sample_fps: float, *, tracker: bool = True) -> li
 
 def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
                     preceding: list[str] | None = None, tracker: bool = True,
-                    max_new_facts: int = 0, numbered: bool = False) -> Iterator[ClipExample]:
+                    max_new_facts: int = 0, numbered: str = "") -> Iterator[ClipExample]:
     """Examples for every clip of `world`, in stream order. The preceding memories shown are `preceding[i]`
     for clip i when given (the policy's own outputs: the on-policy curriculum), else the ground truth (with a
     fact budget: the earlier clips' own budgeted targets); the prompts name the tracker's people unless
@@ -187,7 +192,7 @@ def stream_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: i
 
 
 def streamed_example(world: World, clips: list[Clip], index: int, memories: list[str], *, frames_per_clip: int = 0,
-                     tracker: bool = True, max_new_facts: int = 0, numbered: bool = False,
+                     tracker: bool = True, max_new_facts: int = 0, numbered: str = "",
                      own_memories: bool = False, untold_only: bool = False) -> ClipExample:
     """The example of clip `index` of a stream whose clips' memories so far are `memories` (one per clip, ""
     when there is none), the policy input showing up to four of them. `own_memories`: they are the policy's
@@ -246,7 +251,7 @@ def _frame_span(clip: Clip, frames_per_clip: int) -> tuple[float, float]:
 
 
 def clip_alone_examples(world: World, *, sample_fps: float = 1.0, frames_per_clip: int = 0,
-                        tracker: bool = True, numbered: bool = False) -> Iterator[ClipExample]:
+                        tracker: bool = True, numbered: str = "") -> Iterator[ClipExample]:
     """Every clip of `world` on its own (no window, no preceding memories) with everything it shows as target:
     the warm start's first stage, where seeing is learned apart from "only new content"."""
     for index, clip in enumerate(stream_clips(world, sample_fps, tracker=tracker)):
@@ -373,7 +378,7 @@ def within_budget(facts: list[Fact], max_facts: int, rng: random.Random) -> list
 
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
              new_only: bool, tracked: bool = False, new_room: bool = False, max_new_facts: int = 0,
-             numbered: bool = False, unstated_by: list[str] | None = None,
+             numbered: str = "", unstated_by: list[str] | None = None,
              untold_only: bool = False) -> ClipExample:
     facts = target_facts(world, index, span, new_only=new_only, max_new_facts=max_new_facts, unstated_by=unstated_by,
                          untold_only=untold_only)

@@ -28,7 +28,7 @@ import torch
 from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
 from taskmem_nodes.models.tiny import build_tiny_checkpoint
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import ClipExample, clip_alone_examples, stream_examples
+from taskmem_nodes.train.examples import NUMBERINGS, ClipExample, clip_alone_examples, stream_examples
 from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
 from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, start_or_resume
 from taskmem_nodes.train.vision_probe import CellProbe, VisionCapture, cell_labels
@@ -81,10 +81,15 @@ class WarmStartConfig:
     """What the counting guide asks of the count's position: "spread" (above) or "point" (the heads' mean
     attention on the last unit of the group, its number in a numbered scan, as a copied id points at its earlier
     occurrence: the count is then a copy)."""
-    numbered_units: bool = False
-    """Number a place's repeated units in the scan's text (`purple mug, purple mug 2, purple mug 3`): a successor
-    step per unit, so the last unit of a group carries the count an object statement writes. The attention guide
-    then also points what follows each unit's name (its number, or the comma) at the unit before it."""
+    numbered_units: str = ""
+    """Number a place's repeated units in the scan's text, so the last unit of a group carries the count an object
+    statement writes: "running" (`purple mug, purple mug 2, purple mug 3`, a successor step per unit) or "size"
+    (`purple mug 3, purple mug 3, purple mug 3`: each unit its group's size); "": no numbers. The attention guide
+    then also points what follows each unit's name (its number, or the comma) where `number_guide` says."""
+    number_guide: str = "successor"
+    """Where a numbered scan's number is read: "successor" (what follows a unit's name attends to the unit before
+    it, whose number it continues) or "cell" (to the unit's own cell, whose vision token the cell probe then also
+    teaches the unit's number: the number becomes a copy of what the tower sees, as the unit's name is)."""
     count_token_weight: float = 1.0
     """Weight of each object statement's count digit in the text loss (1: as every other token). The digit is
     1-2 of ~100 target tokens and "1" is most often right, so at 1 the model writes "1" for nearly every group
@@ -117,6 +122,15 @@ class WarmStartConfig:
     def __post_init__(self):
         if self.count_guide not in ("spread", "point"):
             raise ValueError(f"count_guide must be 'spread' or 'point', not {self.count_guide!r}")
+        if self.numbered_units not in ("", *NUMBERINGS):
+            raise ValueError(f"numbered_units must be one of {NUMBERINGS} or '', not {self.numbered_units!r}")
+        if self.number_guide not in ("successor", "cell"):
+            raise ValueError(f"number_guide must be 'successor' or 'cell', not {self.number_guide!r}")
+
+    @property
+    def numbers_from_cells(self) -> bool:
+        """Whether the scan's unit numbers are read from the units' cells (`number_guide`)."""
+        return bool(self.numbered_units) and self.number_guide == "cell"
 
     @property
     def total_steps(self) -> int:
@@ -131,7 +145,7 @@ class ExampleSource:
     it in a fixed scrambled order, so a resumed run sees exactly the examples it would have seen."""
 
     def __init__(self, world_config: WorldConfig, frames_per_clip: int, seed: int, clip_alone: bool = False,
-                 tracker_dropout: float = 0.0, max_new_facts: int = 0, numbered: bool = False):
+                 tracker_dropout: float = 0.0, max_new_facts: int = 0, numbered: str = ""):
         self.world_config = world_config
         self.max_new_facts = max_new_facts
         self.numbered = numbered
@@ -193,15 +207,16 @@ class _CellTask:
 
     def __init__(self, policy: RestrictedPolicy, config: WarmStartConfig, saved: dict | None):
         self.weight = config.cell_probe_weight
-        self.module = CellProbe(policy.model.config.get_text_config().hidden_size, config.world_config()) \
-            if self.weight else None
+        self.numbers = config.numbered_units if config.numbers_from_cells else ""
+        self.module = CellProbe(policy.model.config.get_text_config().hidden_size, config.world_config(),
+                                bool(self.numbers)) if self.weight else None
         if saved is not None and self.module is not None:
             self.module.load_state_dict(saved)
         self.capture = VisionCapture(policy.model) if self.weight else None
 
     def loss(self, example: ClipExample, sequence) -> torch.Tensor:
         tokens = self.capture.newest_clip(sequence.inputs["video_grid_thw"])
-        return self.module.loss(tokens, cell_labels(example.world, example.index, *example.frame_span))
+        return self.module.loss(tokens, cell_labels(example.world, example.index, *example.frame_span, self.numbers))
 
     def state(self) -> dict:
         return {"probe": self.module.state_dict()} if self.module is not None else {}
@@ -210,11 +225,12 @@ class _CellTask:
 class _AttentionGuide:
     """Teaches the decoder where to look: each scanned item of the thinking attends to its cell's vision token,
     each copied tracker id to where that id was written before (the tracker line, earlier in the target), and in a
-    numbered scan what follows a unit's name to the unit before it (whose number it continues)."""
+    numbered scan what follows a unit's name to the unit before it (whose number it continues) or to its own cell."""
 
     def __init__(self, policy: RestrictedPolicy, config: WarmStartConfig):
         self.policy, self.weight, self.layer = policy, config.attention_guide_weight, config.attention_layer
         self.count_weight, self.count_mode = config.count_guide_weight, config.count_guide
+        self.numbers_from_cells = config.numbers_from_cells
         if self.active:
             policy.model.set_attn_implementation("eager")  # sdpa returns no attention weights
 
@@ -236,10 +252,13 @@ class _AttentionGuide:
             for j in tokens_in(start, end):
                 queries.append(sequence.prompt_tokens - 1 + j)
                 keys.append([newest + cell])
+        cell_of_name_ending_at = {end: cell for _, end, cell in example.cell_refs}
         for start, end, key_start, key_end in example.successor_refs:
+            key = newest + cell_of_name_ending_at[start] if self.numbers_from_cells \
+                else sequence.prompt_tokens + tokens_in(key_start, key_end)[-1]
             for j in tokens_in(start, end):
                 queries.append(sequence.prompt_tokens - 1 + j)
-                keys.append([sequence.prompt_tokens + tokens_in(key_start, key_end)[-1]])
+                keys.append([key])
         written: dict[str, list[list[int]]] = {}  # entity -> the token positions of each occurrence so far
         for entity, positions in self._tracker_line_ids(ids[: sequence.prompt_tokens]):
             written.setdefault(entity, []).append(positions)
