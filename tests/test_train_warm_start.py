@@ -39,6 +39,29 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert [e["stage"] for e in whole_log] == ["single clip", "window", "window"]
 
 
+@pytest.mark.timeout(600)
+def test_the_vision_stage_trains_the_tower_and_the_probe_alone(tmp_path):
+    from safetensors.torch import load_file
+
+    with pytest.raises(ValueError, match="cell_probe_weight"):
+        WarmStartConfig(vision_steps=2)
+    config = WarmStartConfig(out_dir=str(tmp_path / "v"), **{**TINY, "vision_steps": 2, "single_clip_steps": 1,
+                                                              "steps": 1})
+    assert [config.stage(step) for step in range(4)] == [("vision", 0), ("vision", 1), ("single clip", 2),
+                                                         ("window", 0)]
+    train_warm_start(config)
+    log = json.loads((tmp_path / "v" / "log.json").read_text())
+    assert [e["stage"] for e in log] == ["vision", "vision", "single clip", "window"]
+    assert all(e["loss"] == 0 and e["probe_loss"] > 0 for e in log[:2])  # no memory text in the vision stage
+
+    alone = WarmStartConfig(out_dir=str(tmp_path / "a"), **{**TINY, "vision_steps": 2, "single_clip_steps": 0,
+                                                             "steps": 0})
+    before, after = (load_file(str(path / "model.safetensors"))
+                     for path in (tmp_path / "a" / "base", train_warm_start(alone)))
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(".visual." in name or name.startswith("visual.") for name in changed), sorted(changed)
+
+
 def test_cell_labels_say_what_each_cell_shows_at_the_first_and_last_frame():
     world = World(WorldConfig(seed=7, duration_s=60.0))
     examples = list(stream_examples(world, frames_per_clip=2))

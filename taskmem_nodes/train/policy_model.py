@@ -144,6 +144,11 @@ class RestrictedPolicy:
                 inputs[key] = torch.cat([inputs[key], torch.zeros_like(target_ids)[None]], dim=1)
         return Sequence(dict(inputs), prompt_tokens, labels)
 
+    def see(self, sequence: Sequence) -> torch.Tensor:
+        """The vision tower alone on the sequence's video: its merged tokens (what the cell probe reads)."""
+        return self.model.model.visual(sequence.inputs["pixel_values_videos"],
+                                       grid_thw=sequence.inputs["video_grid_thw"]).pooler_output
+
     def target_logits(self, sequence: Sequence) -> torch.Tensor:
         """(n_target, n_allowed) logits at the positions that predict the target tokens."""
         return self.forward(sequence)[0]

@@ -98,6 +98,10 @@ class WarmStartConfig:
     """A memory budget: stage 2's targets (and the preceding memories shown) hold the room and at most this many
     of the clip's new facts, drawn at random, so the policy must choose what to write (the method's 1-2
     sentences); 0: every new fact."""
+    vision_steps: int = 0
+    """Stage 0 steps: the vision tower and the cell probe alone, on each clip alone (no decoder: ~0.2 s a step
+    here against ~1 s for a single-clip step), so the tower can learn what the probe asks before the decoder
+    reads it; needs cell_probe_weight."""
     single_clip_steps: int = 0
     """Stage 1 steps: each clip alone (no window, no memories), its whole description as target."""
     steps: int = 600
@@ -126,6 +130,8 @@ class WarmStartConfig:
             raise ValueError(f"numbered_units must be one of {NUMBERINGS} or '', not {self.numbered_units!r}")
         if self.number_guide not in ("successor", "cell"):
             raise ValueError(f"number_guide must be 'successor' or 'cell', not {self.number_guide!r}")
+        if self.vision_steps and not self.cell_probe_weight:
+            raise ValueError("vision_steps train the tower on the cell probe alone: set cell_probe_weight")
 
     @property
     def numbers_from_cells(self) -> bool:
@@ -134,7 +140,15 @@ class WarmStartConfig:
 
     @property
     def total_steps(self) -> int:
-        return self.single_clip_steps + self.steps
+        return self.vision_steps + self.single_clip_steps + self.steps
+
+    def stage(self, step: int) -> tuple[str, int]:
+        """The stage of `step` ("vision", "single clip" or "window") and the number of its first example batch:
+        the single-clip stage's count on from the vision stage's (both draw clips alone, each its own), the
+        window stage's from 0."""
+        if step < self.vision_steps + self.single_clip_steps:
+            return ("vision" if step < self.vision_steps else "single clip"), step
+        return "window", step - self.vision_steps - self.single_clip_steps
 
     def world_config(self) -> WorldConfig:
         return WorldConfig.from_dict(self.world)
@@ -350,23 +364,29 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
     optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
     if "optimizer" in state:
         optimizer.load_state_dict(state.pop("optimizer"))
-    stages = (ExampleSource(config.world_config(), config.frames_per_clip, config.seed, clip_alone=True,
-                            tracker_dropout=config.tracker_dropout, numbered=config.numbered_units),
-              ExampleSource(config.world_config(), config.frames_per_clip, config.seed,
-                            tracker_dropout=config.tracker_dropout, max_new_facts=config.max_new_facts,
-                            numbered=config.numbered_units))
+    clips_alone = ExampleSource(config.world_config(), config.frames_per_clip, config.seed, clip_alone=True,
+                                tracker_dropout=config.tracker_dropout, numbered=config.numbered_units)
+    sources = {"vision": clips_alone, "single clip": clips_alone,
+               "window": ExampleSource(config.world_config(), config.frames_per_clip, config.seed,
+                                       tracker_dropout=config.tracker_dropout, max_new_facts=config.max_new_facts,
+                                       numbered=config.numbered_units)}
     step = state["step"]
     while step < config.total_steps:
         started = time.monotonic()
-        stage = 0 if step < config.single_clip_steps else 1
-        first = step if stage == 0 else step - config.single_clip_steps  # example numbers count per stage
+        stage, first = config.stage(step)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         optimizer.zero_grad()
         total = probe_total = guide_total = count_total = 0.0
         for i in range(config.batch_size):
-            example = stages[stage][first * config.batch_size + i]
+            example = sources[stage][first * config.batch_size + i]
             sequence = policy.encode(example.request, example.target)
+            if stage == "vision":
+                policy.see(sequence)
+                probe_loss = probe.loss(example, sequence) / config.batch_size
+                probe_total += probe_loss.item()
+                (probe.weight * probe_loss).backward()
+                continue
             logits, attention = policy.forward(sequence, guide.layer if guide.active else None)
             loss = text_loss(logits, sequence, count_positions(policy, example, config.count_token_weight)) \
                 / config.batch_size
@@ -388,7 +408,7 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
         optimizer.step()
         policy.write_back()
         step += 1
-        state["log"].append({"step": step, "stage": ("single clip", "window")[stage], "loss": total,
+        state["log"].append({"step": step, "stage": stage, "loss": total,
                              "probe_loss": probe_total, "guide_loss": guide_total, "count_loss": count_total,
                              "lr": learning_rate(config, step - 1),
                              "seconds": time.monotonic() - started})
@@ -409,7 +429,7 @@ def plot_losses(log: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 3.5))
-    for stage in ("single clip", "window"):
+    for stage in ("single clip", "window"):  # the vision stage has no memory text
         entries = [e for e in log if e.get("stage", "window") == stage]
         if entries:
             axis.plot([e["step"] for e in entries], [e["loss"] for e in entries], linewidth=0.8,
