@@ -591,6 +591,15 @@ def train_phase_one(
                   + f"; reward curves: {final.parent / 'rewards.png'}")
 
 
+def _numbering(value: str) -> str:
+    """`--numbered`: '' or one of the warm start's numberings."""
+    from taskmem_nodes.train.examples import NUMBERINGS
+
+    if value not in ("", *NUMBERINGS):
+        raise typer.BadParameter(f"'running', 'size' or '' (none), not {value!r}")
+    return value
+
+
 @train_app.command("inspect")
 def train_inspect(
     checkpoint: Annotated[Path, typer.Option(help="Policy checkpoint (e.g. runs/warm-start-tracker/final)")],
@@ -599,7 +608,8 @@ def train_inspect(
     rollouts: Annotated[int, typer.Option(help="Samples per clip when sampling")] = 4,
     tracker: Annotated[bool, typer.Option(help="Prompts with the simulated tracker's ids")] = True,
     numbered: Annotated[str, typer.Option(help="The policy's scan numbers units: 'running' or 'size' "
-                                                "(its recipe's numbered_units); '' none")] = "",
+                                                "(its recipe's numbered_units); '' none",
+                                           callback=_numbering)] = "",
 ) -> None:
     """Which statements of the policy's memories are true, by kind (people, objects and the rest)."""
     from tqdm import tqdm
@@ -628,7 +638,8 @@ def train_counting(
     checkpoint: Annotated[Path, typer.Option(help="Policy checkpoint (e.g. runs/warm-start/final)")],
     clips_per_world: Annotated[int, typer.Option(help="Clips of each of the three held-out worlds (0 = all)")] = 0,
     numbered: Annotated[str, typer.Option(help="The policy's scan numbers units: 'running' or 'size' "
-                                                "(its recipe's numbered_units); '' none")] = "",
+                                                "(its recipe's numbered_units); '' none",
+                                           callback=_numbering)] = "",
 ) -> None:
     """Whether the policy writes what its scan read: each group's count (by the group's size) and each person's
     colour, teacher-forced on held-out clips (the target up to that word, then the policy's most likely token)."""

@@ -416,3 +416,5 @@ def test_numbers_read_from_cells_point_each_number_at_its_units_cell_whose_label
     units = ["red ball", "red ball", "red ball", "blue box"]
     expected = {"running": ["", " 2", " 3", ""], "size": [" 3", " 3", " 3", ""]}
     assert unit_numbers(units, numbering) == expected[numbering]
+    with pytest.raises(ValueError, match="numbered 'running' or 'size'"):
+        unit_numbers(units, "twice")

@@ -262,7 +262,8 @@ def test_counting_tallies_every_copied_word_of_the_memory(tmp_path, monkeypatch)
     from taskmem_nodes.train.inspect import HELD_OUT_SEEDS
     from taskmem_nodes.train.policy_model import RestrictedPolicy
 
-    policy = RestrictedPolicy.load(train_warm_start(WarmStartConfig(out_dir=str(tmp_path / "w"), steps=1, **TINY)))
+    final = train_warm_start(WarmStartConfig(out_dir=str(tmp_path / "w"), steps=1, **TINY))
+    policy = RestrictedPolicy.load(final)
     rows: dict[str, int] = {}  # row -> words, read off the targets of the first 6 clips of each held-out world
     for seed in HELD_OUT_SEEDS:
         examples = stream_examples(World(WorldConfig(seed=seed)), frames_per_clip=policy.frames_per_clip)
@@ -290,6 +291,17 @@ def test_counting_tallies_every_copied_word_of_the_memory(tmp_path, monkeypatch)
 
     monkeypatch.setattr(policy, "target_logits", off_by_one)
     assert all(right == 0 for right, _ in written_right(policy, clips_per_world=6).values())
+
+    from typer.testing import CliRunner
+
+    from taskmem_nodes.cli import app
+
+    shown = CliRunner().invoke(app, ["train", "counting", "--checkpoint", str(final), "--clips-per-world", "6",
+                                     "--numbered", "running"])
+    assert shown.exit_code == 0, shown.output
+    assert "count of 1" in shown.output and PERSON_COLOUR in shown.output
+    refused = CliRunner().invoke(app, ["train", "counting", "--checkpoint", str(final), "--numbered", "yes"])
+    assert refused.exit_code == 2 and "'running', 'size'" in refused.output
 
 
 @pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "config" / "train").glob("*.yaml")),

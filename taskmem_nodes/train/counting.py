@@ -42,8 +42,8 @@ def written_right(policy: RestrictedPolicy, seeds: Sequence[int] = HELD_OUT_SEED
     policy.model.eval()
     for seed in seeds:
         world = World(WorldConfig(seed=seed))
-        for number, example in enumerate(stream_examples(world, frames_per_clip=policy.frames_per_clip,
-                                                                  numbered=numbered)):
+        examples = stream_examples(world, frames_per_clip=policy.frames_per_clip, numbered=numbered)
+        for number, example in enumerate(examples):
             if clips_per_world and number >= clips_per_world:
                 break
             words = copied_words(example)

@@ -65,6 +65,8 @@ NUMBERINGS = ("running", "size")
 def unit_number(units: list, k: int, numbering: str) -> int:
     """The number of unit `k` of a place's units (grouped by colour and kind, `place_units`): "running", its
     place among the units of its group (1, 2, 3); "size", how many units its group holds."""
+    if numbering not in NUMBERINGS:
+        raise ValueError(f"a scan's units are numbered {' or '.join(map(repr, NUMBERINGS))}, not {numbering!r}")
     return units[: k + 1].count(units[k]) if numbering == "running" else units.count(units[k])
 
 
