@@ -5,7 +5,6 @@ this isolates the writing. `taskmem train counting` prints it."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -13,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import ClipExample, stream_examples
+from taskmem_nodes.train.examples import ClipExample, description_start, stream_examples
 from taskmem_nodes.train.inspect import HELD_OUT_SEEDS
 from taskmem_nodes.train.policy_model import RestrictedPolicy
 from taskmem_nodes.train.warm_start import target_tokens
@@ -26,7 +25,7 @@ def copied_words(example: ClipExample) -> list[tuple[str, int, int]]:
     """(row, start, end) of every word of the target's memory that copies the scan: each object statement's count
     digit (row "count of <n>") and each person statement's colour (row `PERSON_COLOUR`)."""
     counts = [(f"count of {example.target[start:end]}", start, end) for start, end, _ in example.count_refs]
-    described = example.target.rindex(json.dumps(example.description)) + 1  # plain ASCII: verbatim in the JSON
+    described = description_start(example.target, example.description)
     colours = [(PERSON_COLOUR, described + m.start(1), described + m.end(1))
                for m in _PERSON_COLOUR.finditer(example.description)]
     return counts + colours

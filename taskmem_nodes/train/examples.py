@@ -378,6 +378,11 @@ def within_budget(facts: list[Fact], max_facts: int, rng: random.Random) -> list
     return [f for f in facts if f.key[0] == "room"] + rng.sample(others, min(max_facts, len(others)))
 
 
+def description_start(target: str, description: str) -> int:
+    """Where `description` begins in the output `target` (the JSON string holds it verbatim: plain ASCII)."""
+    return target.rindex(json.dumps(description)) + 1
+
+
 def _example(world: World, index: int, request: PolicyRequest, span: tuple[float, float], *,
              new_only: bool, tracked: bool = False, new_room: bool = False, max_new_facts: int = 0,
              numbered: str = "", unstated_by: list[str] | None = None,
@@ -388,7 +393,7 @@ def _example(world: World, index: int, request: PolicyRequest, span: tuple[float
     thinking, refs, thinking_ids = scan_thinking(world, index, span, tracked, new_room, numbered)
     target = target_output(description, thinking)
     offset = target.index(thinking)
-    described = target.rindex(json.dumps(description)) + 1  # the JSON string holds it verbatim (plain ASCII)
+    described = description_start(target, description)
     id_refs = [(offset + start, offset + end, entity) for start, end, entity in thinking_ids]
     if tracked:
         id_refs += [(described + start, described + end, entity)
