@@ -130,7 +130,10 @@ class TaskMemClient:
         return future.result().current_state.label if wait_for_future(future, 5.0) else "unknown"
 
     def close(self) -> None:
+        # executor.shutdown() only stops the spin loop; wait for the thread to leave it before the node and
+        # context go, or a daemon thread still inside rcl at interpreter exit aborts the process (SIGABRT).
         self.executor.shutdown()
+        self._spinner.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
