@@ -87,14 +87,19 @@ def test_the_on_policy_supervised_term_labels_the_clips_the_policys_own_memories
 
     config = PhaseOneConfig(init_checkpoint=str(warm), world=TINY_WORLD, streams=2, max_new_tokens=48, rl=False,
                             supervised_weight=1.0, supervised_source="own", lr=1e-2, steps=2,
-                            out_dir=str(tmp_path / "own"))
+                            numbered_units="running", out_dir=str(tmp_path / "own"))
     before = RestrictedPolicy.load(warm)
     curriculum = Curriculum(config, before.frames_per_clip)
-    world, clips = curriculum.world(curriculum.states[0])
-    first = streamed_example(world, clips, 0, [], frames_per_clip=before.frames_per_clip, own_memories=True)
+    firsts = [streamed_example(*curriculum.world(stream), 0, [], frames_per_clip=before.frames_per_clip,
+                               own_memories=True, numbered="running") for stream in curriculum.states]
+    first = firsts[0]
+    with torch.no_grad():
+        first_losses = [before.loss(before.encode(e.request, e.target)).item() for e in firsts]
     final = train_phase_one(config)
     log = json.loads((tmp_path / "own" / "log.json").read_text())
     assert [set(e) for e in log] == [{"step", "supervised_loss", "carried_rich", "seconds"}] * 2
+    # the first step learned the streams' first clips, scanned with numbered units as the recipe asks
+    assert log[0]["supervised_loss"] == pytest.approx(sum(first_losses) / len(first_losses), rel=1e-4)
     assert all(e["supervised_loss"] > 0 for e in log)
     streams = torch.load(tmp_path / "own" / "last" / "trainer_state.pt", weights_only=False)["streams"]
     assert [StreamState(**s).index for s in streams] == [2, 2]  # each stream went on by one clip per step
@@ -104,6 +109,8 @@ def test_the_on_policy_supervised_term_labels_the_clips_the_policys_own_memories
             before.encode(first.request, first.target))
     with pytest.raises(ValueError, match="supervised_source"):
         PhaseOneConfig(supervised_source="teacher")
+    with pytest.raises(ValueError, match="numbered_units"):
+        PhaseOneConfig(numbered_units="by slot")
 
 
 @pytest.mark.timeout(600)

@@ -112,6 +112,12 @@ def test_the_number_head_labels_units_by_their_number_and_learns_on_unit_cells_o
     with torch.no_grad():
         probe.head.bias.copy_(shifted)
     assert probe.loss(tokens, labels).item() > base.item()  # a unit cell read as "nothing" costs
+    ones = CellProbe(8, world.config, numbers=True)  # reads every cell as number 1
+    with torch.no_grad():
+        ones.head.bias[[-3, -3 - sum(ones.sizes)]] += 50.0
+    ones.loss(tokens, labels)
+    assert ones.numbers_read == [int((labels[:, 3] == 1).sum()), int((labels[:, 3] > 0).sum())]
+    assert 0 < ones.numbers_read[0] < ones.numbers_read[1]  # this clip has a second unit of a kind
     empty = labels.clone()
     empty[:, 3] = 0  # no unit anywhere: the number head adds nothing
     plain = CellProbe(8, world.config)  # the same probe without the number head
@@ -162,6 +168,8 @@ def test_examples_are_addressed_deterministically_and_apart_from_benchmark_world
     assert {source[k].index for k in range(6)} == set(range(6))  # one world's clips, each once
     assert learning_rate(WarmStartConfig(lr=1.0, warmup_steps=10, steps=110), 4) == pytest.approx(0.5)
     assert learning_rate(WarmStartConfig(lr=1.0, warmup_steps=10, steps=110), 110) == pytest.approx(0.0)
+    staged = WarmStartConfig(lr=1.0, warmup_steps=10, cell_probe_weight=1.0, vision_steps=110, steps=110)
+    assert [learning_rate(staged, step) for step in (4, 110, 114, 220)] == pytest.approx([0.5, 0.1, 0.5, 0.0])
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("steps: 3\nbogus: 1\n")
     with pytest.raises(ValueError, match="unknown settings"):

@@ -35,7 +35,13 @@ from taskmem_nodes.memorizer import memorizer_parameters
 from taskmem_nodes.models.steering import THINK_END
 from taskmem_nodes.policy import PRECEDING_MEMORIES, MemoryParseError, parse_output
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import own_reading_target, stream_clips, streamed_example, streamed_request
+from taskmem_nodes.train.examples import (
+    NUMBERINGS,
+    own_reading_target,
+    stream_clips,
+    streamed_example,
+    streamed_request,
+)
 from taskmem_nodes.train.fact_judge import (
     EntryVerdict,
     JudgedClip,
@@ -130,6 +136,9 @@ class PhaseOneConfig:
     (`fact_judge.departure`). The read target teaches what to state after its own scan; this makes the policy
     unsure of what it states wrongly, so it states it less, and the memorizer's confidence floor
     (`min_statement_confidence`) leaves out the rest."""
+    numbered_units: str = ""
+    """The supervised term's scans: "" plain, or numbered as the init checkpoint's warm start numbered them
+    ("running" or "size", `examples.NUMBERINGS`): a policy warm-started on numbered scans keeps writing them."""
     rl: bool = True
     """False: no rollouts, the supervised term alone: the control that tells what the RL part adds to it."""
     rewards: dict = field(default_factory=dict)
@@ -163,7 +172,8 @@ class PhaseOneConfig:
                               ("scale", ("std", "none")), ("push", ("both", "up", "correct")),
                               ("credit", ("sequence", "statement")), ("validation_decoding", ("free", "deployed")),
                               ("select_by", ("reward", "rich")), ("sample", ("free", "choices")),
-                              ("own_target", ("unstated", "untold", "read"))):
+                              ("own_target", ("unstated", "untold", "read")),
+                              ("numbered_units", ("", *NUMBERINGS))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
 
@@ -283,7 +293,8 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
             on_validation(step, figures)
 
     choice_decoding = inference_decoding(policy, memorizer_parameters(), config.max_new_tokens)
-    supervised = ExampleSource(curriculum.world_config, policy.frames_per_clip, SUPERVISED_SEED + config.seed)
+    supervised = ExampleSource(curriculum.world_config, policy.frames_per_clip, SUPERVISED_SEED + config.seed,
+                               numbered=config.numbered_units)
     step = state["step"]
     validate_at(step)
     while step < config.steps:
@@ -367,6 +378,7 @@ def _add_own_memory_gradient(policy: RestrictedPolicy, curriculum: Curriculum, c
         else:
             example = streamed_example(world, clips, stream.index, stream.memories,
                                        frames_per_clip=policy.frames_per_clip, own_memories=True,
+                                       numbered=config.numbered_units,
                                        untold_only=config.own_target == "untold")
             request, target, start = example.request, example.target, 0
         loss = policy.loss(policy.encode(request, target), start) / len(curriculum.states)

@@ -90,6 +90,8 @@ class CellProbe(torch.nn.Module):
         self.sizes = [len(names) for names in cell_classes(config, numbers).values()]
         self.numbers = numbers
         self.head = torch.nn.Linear(hidden, 2 * sum(self.sizes))
+        self.numbers_read = [0, 0]
+        """[right, total] of the number head's argmax over the unit cells of every `loss` call so far."""
 
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean over heads of the cross-entropy over frames and cells; tokens (cells, hidden), labels (2, heads,
@@ -105,6 +107,9 @@ class CellProbe(torch.nn.Module):
                 if not (target > 0).any():
                     continue
                 target = target.masked_fill(target == 0, -100)  # cross_entropy's ignore_index
+                units = target > 0
+                self.numbers_read[0] += int((part.argmax(1) == target)[units].sum())
+                self.numbers_read[1] += int(units.sum())
             total = total + torch.nn.functional.cross_entropy(part, target)
         return total / len(self.sizes)
 

@@ -99,8 +99,8 @@ class WarmStartConfig:
     of the clip's new facts, drawn at random, so the policy must choose what to write (the method's 1-2
     sentences); 0: every new fact."""
     vision_steps: int = 0
-    """Stage 0 steps: the vision tower and the cell probe alone, on each clip alone (no decoder: ~0.2 s a step
-    here against ~1 s for a single-clip step), so the tower can learn what the probe asks before the decoder
+    """Stage 0 steps: the vision tower and the cell probe alone, on each clip alone (no decoder: ~0.55 s a step
+    here against ~1.3 s for a single-clip step), so the tower can learn what the probe asks before the decoder
     reads it; needs cell_probe_weight."""
     single_clip_steps: int = 0
     """Stage 1 steps: each clip alone (no window, no memories), its whole description as target."""
@@ -185,10 +185,14 @@ class ExampleSource:
 
 
 def learning_rate(config: WarmStartConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to 0 over both stages (`step` counts from the first stage's start)."""
+    """Linear warm-up, then cosine decay to 0 (`step` counts from the first stage's start). The vision stage, which
+    trains the tower alone, has a schedule of its own; the decoder's stages (single clip, window) share one."""
+    start, length = (0, config.vision_steps) if step < config.vision_steps else (
+        config.vision_steps, config.total_steps - config.vision_steps)
+    step -= start
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.total_steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / max(1, length - config.warmup_steps)
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -231,6 +235,17 @@ class _CellTask:
     def loss(self, example: ClipExample, sequence) -> torch.Tensor:
         tokens = self.capture.newest_clip(sequence.inputs["video_grid_thw"])
         return self.module.loss(tokens, cell_labels(example.world, example.index, *example.frame_span, self.numbers))
+
+    def start_step(self) -> None:
+        if self.module is not None:
+            self.module.numbers_read = [0, 0]
+
+    def step_figures(self) -> dict:
+        """For the log: the fraction of unit cells whose number the probe read right this step (numbered runs)."""
+        if self.module is None or not self.module.numbers_read[1]:
+            return {}
+        right, total = self.module.numbers_read
+        return {"numbers_read": right / total}
 
     def state(self) -> dict:
         return {"probe": self.module.state_dict()} if self.module is not None else {}
@@ -378,6 +393,7 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
             group["lr"] = learning_rate(config, step)
         optimizer.zero_grad()
         total = probe_total = guide_total = count_total = 0.0
+        probe.start_step()
         for i in range(config.batch_size):
             example = sources[stage][first * config.batch_size + i]
             sequence = policy.encode(example.request, example.target)
@@ -410,6 +426,7 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
         step += 1
         state["log"].append({"step": step, "stage": stage, "loss": total,
                              "probe_loss": probe_total, "guide_loss": guide_total, "count_loss": count_total,
+                             **probe.step_figures(),
                              "lr": learning_rate(config, step - 1),
                              "seconds": time.monotonic() - started})
         state["step"] = step
