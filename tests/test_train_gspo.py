@@ -93,6 +93,9 @@ def test_the_on_policy_supervised_term_labels_the_clips_the_policys_own_memories
     firsts = [streamed_example(*curriculum.world(stream), 0, [], frames_per_clip=before.frames_per_clip,
                                own_memories=True, numbered="running") for stream in curriculum.states]
     first = firsts[0]
+    assert all(e.target != streamed_example(*curriculum.world(stream), 0, [], frames_per_clip=before.frames_per_clip,
+                                            own_memories=True).target  # these clips have a repeated unit
+               for e, stream in zip(firsts, curriculum.states, strict=True))
     with torch.no_grad():
         first_losses = [before.loss(before.encode(e.request, e.target)).item() for e in firsts]
     final = train_phase_one(config)
