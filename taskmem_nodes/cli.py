@@ -593,10 +593,10 @@ def train_phase_one(
 
 def _numbering(value: str) -> str:
     """`--numbered`: '' or one of the warm start's numberings."""
-    from taskmem_nodes.train.examples import NUMBERINGS
+    from taskmem_nodes.train.examples import NUMBERINGS, SCAN_NUMBERINGS
 
-    if value not in ("", *NUMBERINGS):
-        raise typer.BadParameter(f"'running', 'size' or '' (none), not {value!r}")
+    if value not in SCAN_NUMBERINGS:
+        raise typer.BadParameter(f"{', '.join(map(repr, NUMBERINGS))} or '' (none), not {value!r}")
     return value
 
 

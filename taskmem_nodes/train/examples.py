@@ -60,6 +60,8 @@ def _scan_part(text: str, items: list[tuple[str, int]], suffixes: list[str] | No
 
 NUMBERINGS = ("running", "size")
 """How a numbered scan numbers a place's units (`unit_number`)."""
+SCAN_NUMBERINGS = ("", *NUMBERINGS)
+"""What a recipe's `numbered_units` may be: "" (a plain scan) or one of `NUMBERINGS`."""
 
 
 def unit_number(units: list, k: int, numbering: str) -> int:

@@ -36,7 +36,7 @@ from taskmem_nodes.models.steering import THINK_END
 from taskmem_nodes.policy import PRECEDING_MEMORIES, MemoryParseError, parse_output
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import (
-    NUMBERINGS,
+    SCAN_NUMBERINGS,
     own_reading_target,
     stream_clips,
     streamed_example,
@@ -173,7 +173,7 @@ class PhaseOneConfig:
                               ("credit", ("sequence", "statement")), ("validation_decoding", ("free", "deployed")),
                               ("select_by", ("reward", "rich")), ("sample", ("free", "choices")),
                               ("own_target", ("unstated", "untold", "read")),
-                              ("numbered_units", ("", *NUMBERINGS))):
+                              ("numbered_units", SCAN_NUMBERINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
 

@@ -28,7 +28,7 @@ import torch
 from taskmem_nodes.models.qwen_tokenizer import build_qwen_tokenizer
 from taskmem_nodes.models.tiny import build_tiny_checkpoint
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.examples import NUMBERINGS, ClipExample, clip_alone_examples, stream_examples
+from taskmem_nodes.train.examples import NUMBERINGS, SCAN_NUMBERINGS, ClipExample, clip_alone_examples, stream_examples
 from taskmem_nodes.train.policy_model import THINK_PREFILL, RestrictedPolicy
 from taskmem_nodes.train.runs import finish, load_recipe, save_checkpoint, start_or_resume
 from taskmem_nodes.train.vision_probe import CellProbe, VisionCapture, cell_labels
@@ -126,7 +126,7 @@ class WarmStartConfig:
     def __post_init__(self):
         if self.count_guide not in ("spread", "point"):
             raise ValueError(f"count_guide must be 'spread' or 'point', not {self.count_guide!r}")
-        if self.numbered_units not in ("", *NUMBERINGS):
+        if self.numbered_units not in SCAN_NUMBERINGS:
             raise ValueError(f"numbered_units must be one of {NUMBERINGS} or '', not {self.numbered_units!r}")
         if self.number_guide not in ("successor", "cell"):
             raise ValueError(f"number_guide must be 'successor' or 'cell', not {self.number_guide!r}")
