@@ -663,9 +663,9 @@ def train_calibration(
     clips_per_world: Annotated[int, typer.Option(help="Clips of each of the four held-out worlds")] = 15,
     floor: Annotated[list[float] | None, typer.Option("--floor", help="Confidence floor to tabulate (repeat)")] = None,
 ) -> None:
-    """Whether the memorizer's confidence tells its wrong statements from its true ones (what the confidence
-    floor, `min_statement_confidence`, relies on): held-out streams, played the deployed way, judged by ground
-    truth."""
+    """What the memorizer's statements are (new, repeated, false, copied; a false group miscounted, misplaced or
+    not there) and whether its confidence tells the wrong ones from the true ones (what the confidence floor,
+    `min_statement_confidence`, relies on): held-out streams, played the deployed way, judged by ground truth."""
     from tqdm import tqdm
 
     from taskmem_nodes.bench.runner import memorizer_settings
@@ -673,6 +673,8 @@ def train_calibration(
     from taskmem_nodes.train.calibration import (
         CALIBRATION_SEEDS,
         DEFAULT_FLOORS,
+        GROUP_ERRORS,
+        breakdown,
         kept_above,
         score_statements,
         separation,
@@ -684,12 +686,21 @@ def train_calibration(
     backend.load()
     with tqdm(total=clips_per_world * len(CALIBRATION_SEEDS), unit="clip", desc="memorizing") as bar:
         scored = score_statements(backend, clips_per_world=clips_per_world, on_clip=bar.update)
-    for kind, name in (("person", "people"), ("other", "objects and the rest")):
-        auc = separation(scored, kind)
+    clips = clips_per_world * len(CALIBRATION_SEEDS)
+    statements = Table("statements", "said", "new and true", "repeated", "false", "copied false",
+                       *(f"false group: {error}" for error in GROUP_ERRORS),
+                       title=f"what the memories state after the room, {clips} clips")
+    for kind, row in breakdown(scored).items():
+        statements.add_row({"person": "people", "group": "object groups", "other": "other"}[kind], str(row["said"]),
+                           str(row["new"]), str(row["repeated"]), str(row["false"]), str(row["copied"]),
+                           *(str(row[error]) if kind == "group" else "" for error in GROUP_ERRORS))
+    console.print(statements)
+    for kinds, name in ((("person",), "people"), (("group", "other"), "objects and the rest")):
+        auc = separation(scored, *kinds)
         console.print(f"{name}: confidence tells wrong from true statements with ROC AUC "
                       + ("n/a (one side empty)" if auc is None else f"{auc:.2f}"))
     table = Table("floor", "true kept", "wrong kept", "fidelity",
-                  title=f"statements after the room, {clips_per_world * len(CALIBRATION_SEEDS)} clips")
+                  title=f"statements after the room, {clips} clips")
     for value in [0.0, *(floor or DEFAULT_FLOORS)]:
         kept = kept_above(scored, value)
         table.add_row(f"{value:.2f}" if value else "none", str(kept["true"]), str(kept["wrong"]),

@@ -1,7 +1,7 @@
 """Ground-truth judging of memory entries: fidelity, redundancy, richness."""
 
 from taskmem_nodes.sim.world import World, WorldConfig
-from taskmem_nodes.train.fact_judge import judge_entry, statement_values, statements
+from taskmem_nodes.train.fact_judge import judge_entry, statement_values, statement_verdicts, statements
 
 
 def test_statements_are_normalized_sentences():
@@ -38,6 +38,12 @@ def test_ground_truth_entries_are_correct_and_mistakes_are_caught():
     assert statement_values(world, index, f"{truth} {still_true_and_said(index)[0]}.", preceding)[-1] == -1
     last = statements(truth)[-1]
     assert statement_values(world, index, f"{truth} {last}.", preceding) == [0, *new_facts, -1]  # said twice
+    said_before = still_true_and_said(index)[0]
+    false_memory = f"{preceding[-1]} a purple zebra appears on the kitchen table."
+    copied = f"{truth} {said_before}. a purple zebra appears on the kitchen table. {last}."
+    assert statement_verdicts(world, index, copied, [*preceding[:-1], false_memory]) == [
+        "room", *["new"] * len(new_facts), "repeated", "copied", "repeated"]
+    assert statement_verdicts(world, index, wrong, preceding)[-1] == "false"  # in no memory shown
 
 
 def test_an_entry_that_adds_nothing_new_is_filler_unless_nothing_happened():

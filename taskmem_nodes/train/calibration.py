@@ -1,9 +1,12 @@
 """How well a memorizer knows which of its statements are wrong: each statement's confidence (the probability of
 its least likely token, what the confidence floor reads) against ground truth, on held-out simulated streams
-played the deployed way (the memorizer's own preceding memories). `taskmem train calibration` prints it."""
+played the deployed way (the memorizer's own preceding memories), and what its statements are: new, repeated,
+false or copied from a memory shown, a false object group miscounted, misplaced or not there at all.
+`taskmem train calibration` prints it."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -13,8 +16,8 @@ from taskmem_nodes.policy import PRECEDING_MEMORIES, statement_confidences
 from taskmem_nodes.records import MemoryRecord
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import stream_clips
-from taskmem_nodes.train.fact_judge import statement_values, statements
-from taskmem_nodes.train.inspect import statement_kind
+from taskmem_nodes.train.fact_judge import JudgedClip, statement_verdicts, statements
+from taskmem_nodes.train.inspect import group_counts, statement_kind
 
 CALIBRATION_SEEDS = (557_001, 557_002, 557_003, 557_004)
 """World seeds no recipe trains on, validates on or inspects (see `inspect.HELD_OUT_SEEDS`)."""
@@ -22,11 +25,35 @@ CALIBRATION_SEEDS = (557_001, 557_002, 557_003, 557_004)
 DEFAULT_FLOORS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
+GROUP_ERRORS = ("count", "place", "thing")
+"""How a false object group statement is wrong: the clip shows that group with another count, shows those things
+at another place, or shows no such things."""
+
+
 @dataclass(frozen=True)
 class ScoredStatement:
-    kind: str  # "room", "person" or "other" (`inspect.statement_kind`)
+    kind: str  # "room", "person", "group" (an object group) or "other"
     confidence: float  # probability of its least likely token
-    value: int  # +1 a new true fact, -1 false or repeated, 0 the clip's room (`fact_judge.statement_values`)
+    verdict: str  # `fact_judge.STATEMENT_VERDICTS`
+    group_error: str = ""  # a false group's `GROUP_ERRORS`
+
+    @property
+    def value(self) -> int:
+        """+1 a new true fact, -1 false or repeated, 0 the clip's room (as `fact_judge.statement_values`)."""
+        return {"room": 0, "new": 1}.get(self.verdict, -1)
+
+
+def group_error(sentence: str, truth: set[str]) -> str:
+    """How the object group `sentence` states is wrong against the clip's `truth`; "" when it is no group."""
+    stated = group_counts(f"{sentence}.")
+    if not stated:
+        return ""
+    group = next(iter(stated))
+    shown = group_counts(" ".join(f"{fact}." for fact in sorted(truth)))
+    if group in shown:
+        return "count"
+    things = group.partition(" on the ")[0]
+    return "place" if any(key.partition(" on the ")[0] == things for key in shown) else "thing"
 
 
 def score_statements(backend: MemorizerBackend, seeds: Sequence[int] = CALIBRATION_SEEDS, clips_per_world: int = 15,
@@ -46,21 +73,28 @@ def score_statements(backend: MemorizerBackend, seeds: Sequence[int] = CALIBRATI
                 for part, value in statement_confidences(result.text, result.token_starts, result.token_probs) or []:
                     for sentence in statements(part):
                         confidence.setdefault(sentence, value)
-                sentences = statements(record.text)
-                values = statement_values(world, index, record.text, preceding[-PRECEDING_MEMORIES:])
-                scored += [ScoredStatement(statement_kind(s), confidence[s], v)
-                           for s, v in zip(sentences, values, strict=True) if s in confidence]
+                shown = preceding[-PRECEDING_MEMORIES:]
+                truth = JudgedClip.of(world, index, shown).truth
+                verdicts = statement_verdicts(world, index, record.text, shown)
+                for sentence, verdict in zip(statements(record.text), verdicts, strict=True):
+                    if sentence not in confidence:
+                        continue
+                    kind = statement_kind(sentence)
+                    if kind == "other" and group_counts(f"{sentence}."):
+                        kind = "group"
+                    error = group_error(sentence, truth) if kind == "group" and verdict == "false" else ""
+                    scored.append(ScoredStatement(kind, confidence[sentence], verdict, error))
                 preceding.append(record.text)
             if on_clip is not None:
                 on_clip()
     return scored
 
 
-def separation(scored: Sequence[ScoredStatement], kind: str) -> float | None:
-    """Area under the ROC curve of confidence telling `kind`'s true statements from its wrong ones (0.5: no
+def separation(scored: Sequence[ScoredStatement], *kinds: str) -> float | None:
+    """Area under the ROC curve of confidence telling the true statements of `kinds` from their wrong ones (0.5: no
     better than chance); None when either side is empty."""
-    true = [s.confidence for s in scored if s.kind == kind and s.value > 0]
-    wrong = [s.confidence for s in scored if s.kind == kind and s.value < 0]
+    true = [s.confidence for s in scored if s.kind in kinds and s.value > 0]
+    wrong = [s.confidence for s in scored if s.kind in kinds and s.value < 0]
     if not true or not wrong:
         return None
     wins = sum((t > w) + 0.5 * (t == w) for t in true for w in wrong)
@@ -74,3 +108,15 @@ def kept_above(scored: Sequence[ScoredStatement], floor: float) -> dict[str, flo
     body = [s for s in kept if s.kind != "room"]
     return {"true": sum(s.value > 0 for s in body), "wrong": sum(s.value < 0 for s in body),
             "fidelity": sum(s.value >= 0 for s in kept) / len(kept) if kept else 0.0}
+
+
+def breakdown(scored: Sequence[ScoredStatement]) -> dict[str, Counter]:
+    """Per kind of statement ("person", "group", "other"): how many were `said`, how many of each verdict, and of
+    the false groups how many of each `GROUP_ERRORS`."""
+    rows: dict[str, Counter] = {kind: Counter() for kind in ("person", "group", "other")}
+    for statement in scored:
+        if statement.kind in rows:
+            rows[statement.kind].update(["said", statement.verdict])
+            if statement.group_error:
+                rows[statement.kind][statement.group_error] += 1
+    return rows

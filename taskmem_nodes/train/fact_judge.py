@@ -96,19 +96,34 @@ def judge_entry(world: World, index: int, text: str, preceding: Sequence[str] = 
     return EntryVerdict(len(said), len(true), len(redundant), len(rich), news)
 
 
+STATEMENT_VERDICTS = ("room", "new", "repeated", "false", "copied")
+"""What `statement_verdicts` calls a sentence: the clip's room, a new true fact, a true one the memory already
+holds (the memories shown or an earlier sentence of the entry), a false one, a false one copied from the
+memories shown."""
+
+
+def statement_verdicts(world: World, index: int, text: str, preceding: Sequence[str] = ()) -> list[str]:
+    """Per sentence of `text` (as `sentence_spans` finds them), one of `STATEMENT_VERDICTS`."""
+    clip_truth = JudgedClip.of(world, index, preceding)
+    shown = {s for memory in preceding for s in statements(memory)}
+    verdicts, seen = [], set()
+    for sentence in statements(text):
+        if sentence not in clip_truth.truth:
+            verdicts.append("copied" if sentence in shown else "false")
+        elif sentence in clip_truth.said_before or sentence in seen:
+            verdicts.append("repeated")
+        else:
+            verdicts.append("room" if sentence == clip_truth.room else "new")
+        seen.add(sentence)
+    return verdicts
+
+
 def statement_values(world: World, index: int, text: str, preceding: Sequence[str] = ()) -> list[int]:
     """Per sentence of `text` (as `sentence_spans` finds them): +1 a true fact that is new to the memory (what
     `EntryVerdict.rich` counts), -1 a false statement or one that repeats the preceding memories or an
     earlier sentence of the entry, 0 the room."""
-    clip_truth = JudgedClip.of(world, index, preceding)
-    values, seen = [], set()
-    for sentence in statements(text):
-        if sentence not in clip_truth.truth or sentence in clip_truth.said_before or sentence in seen:
-            values.append(-1)
-        else:
-            values.append(0 if sentence == clip_truth.room else 1)
-        seen.add(sentence)
-    return values
+    value = {"room": 0, "new": 1}
+    return [value.get(verdict, -1) for verdict in statement_verdicts(world, index, text, preceding)]
 
 
 def departure(sentence: str, clip: JudgedClip, earlier: set[str]) -> int | None:

@@ -430,8 +430,8 @@ def train_warm_start(config: WarmStartConfig, *, on_step: Callable[[int, float],
                              "lr": learning_rate(config, step - 1),
                              "seconds": time.monotonic() - started})
         state["step"] = step
-        if on_step is not None:
-            on_step(step, total)
+        if on_step is not None:  # the vision stage has no text loss: its progress is the probe's
+            on_step(step, probe_total if stage == "vision" else total)
         if step % config.checkpoint_every == 0 or step == config.total_steps:
             save_checkpoint(policy, optimizer, {**state, **probe.state()}, out / "last")
     final = finish(policy, out, state["log"])
