@@ -673,7 +673,7 @@ def train_calibration(
     from taskmem_nodes.train.calibration import (
         CALIBRATION_SEEDS,
         DEFAULT_FLOORS,
-        GROUP_ERRORS,
+        ERRORS,
         breakdown,
         kept_above,
         score_statements,
@@ -687,14 +687,16 @@ def train_calibration(
     with tqdm(total=clips_per_world * len(CALIBRATION_SEEDS), unit="clip", desc="memorizing") as bar:
         scored = score_statements(backend, clips_per_world=clips_per_world, on_clip=bar.update)
     clips = clips_per_world * len(CALIBRATION_SEEDS)
-    statements = Table("statements", "said", "new and true", "repeated", "false", "copied false",
-                       *(f"false group: {error}" for error in GROUP_ERRORS),
-                       title=f"what the memories state after the room, {clips} clips")
-    for kind, row in breakdown(scored).items():
-        statements.add_row({"person": "people", "group": "object groups", "other": "other"}[kind], str(row["said"]),
-                           str(row["new"]), str(row["repeated"]), str(row["false"]), str(row["copied"]),
-                           *(str(row[error]) if kind == "group" else "" for error in GROUP_ERRORS))
+    statements = Table("", "said", "new", "repeated", "false", "copied",
+                       title=f"statements after the room, {clips} clips: true (new or repeated) and false (copied "
+                             "from a memory shown or not)", title_justify="left")
+    names = {"person": "people", "group": "object groups", "other": "other"}
+    rows = breakdown(scored)
+    for kind, row in rows.items():
+        statements.add_row(names[kind], *(str(row[key]) for key in ("said", "new", "repeated", "false", "copied")))
     console.print(statements)
+    for kind, errors in ERRORS.items():
+        console.print(f"false {names[kind]}: " + ", ".join(f"{rows[kind][key]} {name}" for key, name in errors.items()))
     for kinds, name in ((("person",), "people"), (("group", "other"), "objects and the rest")):
         auc = separation(scored, *kinds)
         console.print(f"{name}: confidence tells wrong from true statements with ROC AUC "

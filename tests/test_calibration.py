@@ -9,7 +9,7 @@ from taskmem_nodes.models.packed import ensure_default_model
 from taskmem_nodes.train.calibration import (
     ScoredStatement,
     breakdown,
-    group_error,
+    error_of,
     kept_above,
     score_statements,
     separation,
@@ -27,28 +27,34 @@ def test_separation_is_the_chance_that_a_true_statement_is_surer_than_a_wrong_on
 
 def test_a_floor_keeps_the_rooms_and_the_statements_at_least_as_sure_as_it():
     scored = [ScoredStatement("room", 0.1, "room"), ScoredStatement("other", 0.9, "new"),
-              ScoredStatement("person", 0.4, "copied"), ScoredStatement("group", 0.5, "false", "count")]
-    assert kept_above(scored, 0.0) == {"true": 1, "wrong": 2, "fidelity": pytest.approx(2 / 4)}
+              ScoredStatement("person", 0.4, "copied"), ScoredStatement("group", 0.5, "false", "count"),
+              ScoredStatement("group", 0.45, "repeated")]  # wrong to state, but true: fidelity counts it true
+    assert kept_above(scored, 0.0) == {"true": 1, "wrong": 3, "fidelity": pytest.approx(3 / 5)}
     assert kept_above(scored, 0.5) == {"true": 1, "wrong": 1, "fidelity": pytest.approx(2 / 3)}
     assert kept_above(scored, 0.95) == {"true": 0, "wrong": 0, "fidelity": 1.0}
 
 
-def test_a_false_group_is_told_apart_as_miscounted_misplaced_or_not_there():
+def test_a_false_group_or_person_is_told_apart_by_how_it_is_wrong():
     truth = {"in the kitchen", "2 red mugs on the kitchen table", "1 blue book on the kitchen shelf",
-             "person 3 in a green shirt is cooking"}
-    assert group_error("3 red mugs on the kitchen table", truth) == "count"
-    assert group_error("1 red mug on the kitchen table", truth) == "count"  # the singular is the same group
-    assert group_error("1 blue book on the kitchen table", truth) == "place"
-    assert group_error("2 yellow boxes on the kitchen table", truth) == "thing"
-    assert group_error("person 3 in a red shirt is cooking", truth) == ""  # no object group
+             "person 3 in green is cooking", "person 5 in black picks up a red mug from the kitchen table"}
+    assert error_of("group", "3 red mugs on the kitchen table", truth) == "count"
+    assert error_of("group", "1 red mug on the kitchen table", truth) == "count"  # the singular is the same group
+    assert error_of("group", "1 blue book on the kitchen table", truth) == "place"
+    assert error_of("group", "2 yellow boxes on the kitchen table", truth) == "thing"
+    assert error_of("person", "person 3 in green is reading", truth) == "doing"
+    assert error_of("person", "person 3 in red is cooking", truth) == "shirt"
+    assert error_of("person", "person 4 in green is cooking", truth) == "id"  # person 3's shirt, another id
+    assert error_of("person", "person 4 in white is cooking", truth) == "nobody"
+    assert error_of("other", "the kitchen lights are off", truth) == ""
 
 
 def test_the_breakdown_counts_each_kind_by_verdict_and_false_groups_by_error():
     scored = [ScoredStatement("room", 0.9, "room"), ScoredStatement("person", 0.8, "new"),
-              ScoredStatement("person", 0.3, "copied"), ScoredStatement("group", 0.6, "false", "count"),
-              ScoredStatement("group", 0.4, "false", "place"), ScoredStatement("group", 0.9, "repeated")]
+              ScoredStatement("person", 0.3, "copied"), ScoredStatement("person", 0.2, "false", "id"),
+              ScoredStatement("group", 0.6, "false", "count"), ScoredStatement("group", 0.4, "false", "place"),
+              ScoredStatement("group", 0.9, "repeated")]
     rows = breakdown(scored)
-    assert rows["person"] == {"said": 2, "new": 1, "copied": 1}
+    assert rows["person"] == {"said": 3, "new": 1, "copied": 1, "false": 1, "id": 1}
     assert rows["group"] == {"said": 3, "false": 2, "count": 1, "place": 1, "repeated": 1}
     assert not rows["other"] and "room" not in rows
 
@@ -64,4 +70,4 @@ def test_the_default_models_statements_are_scored_on_held_out_streams():
     assert all(0.0 < s.confidence <= 1.0 for s in scored)
     assert {s.value for s in scored} <= {-1, 0, 1} and any(s.kind != "room" for s in scored)
     assert all(s.value == 0 for s in rooms) and {s.kind for s in scored} <= {"room", "person", "group", "other"}
-    assert all(bool(s.group_error) == (s.kind == "group" and s.verdict == "false") for s in scored)
+    assert all(bool(s.error) == (s.kind in ("group", "person") and s.verdict == "false") for s in scored)

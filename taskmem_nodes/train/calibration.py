@@ -17,7 +17,7 @@ from taskmem_nodes.records import MemoryRecord
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import stream_clips
 from taskmem_nodes.train.fact_judge import JudgedClip, statement_verdicts, statements
-from taskmem_nodes.train.inspect import group_counts, statement_kind
+from taskmem_nodes.train.inspect import group_counts, named_person, statement_kind
 
 CALIBRATION_SEEDS = (557_001, 557_002, 557_003, 557_004)
 """World seeds no recipe trains on, validates on or inspects (see `inspect.HELD_OUT_SEEDS`)."""
@@ -25,9 +25,12 @@ CALIBRATION_SEEDS = (557_001, 557_002, 557_003, 557_004)
 DEFAULT_FLOORS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
-GROUP_ERRORS = ("count", "place", "thing")
-"""How a false object group statement is wrong: the clip shows that group with another count, shows those things
-at another place, or shows no such things."""
+FALSE = ("false", "copied")
+"""The verdicts of statements that are not true of the clip."""
+
+ERRORS = {"group": {"count": "miscounted", "place": "misplaced", "thing": "no such things"},
+          "person": {"id": "another's id", "shirt": "shirt", "doing": "what they do", "nobody": "no such person"}}
+"""How a false statement of each kind is wrong (`error_of`), with the names the breakdown prints."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class ScoredStatement:
     kind: str  # "room", "person", "group" (an object group) or "other"
     confidence: float  # probability of its least likely token
     verdict: str  # `fact_judge.STATEMENT_VERDICTS`
-    group_error: str = ""  # a false group's `GROUP_ERRORS`
+    error: str = ""  # how a false group or person statement is wrong (`ERRORS`)
 
     @property
     def value(self) -> int:
@@ -43,17 +46,32 @@ class ScoredStatement:
         return {"room": 0, "new": 1}.get(self.verdict, -1)
 
 
-def group_error(sentence: str, truth: set[str]) -> str:
-    """How the object group `sentence` states is wrong against the clip's `truth`; "" when it is no group."""
-    stated = group_counts(f"{sentence}.")
-    if not stated:
-        return ""
-    group = next(iter(stated))
-    shown = group_counts(" ".join(f"{fact}." for fact in sorted(truth)))
-    if group in shown:
-        return "count"
-    things = group.partition(" on the ")[0]
-    return "place" if any(key.partition(" on the ")[0] == things for key in shown) else "thing"
+def error_of(kind: str, sentence: str, truth: set[str]) -> str:
+    """How the false statement `sentence` of `kind` is wrong against the clip's `truth` (`ERRORS`): a group
+    the clip shows with another count, those things at another place, or no such things; a person the clip shows
+    in another shirt or doing something else, someone the clip shows under another id, or nobody it shows.
+    "" for the other kinds."""
+    if kind == "group":
+        group = next(iter(group_counts(f"{sentence}.")))
+        shown = group_counts(" ".join(f"{fact}." for fact in sorted(truth)))
+        if group in shown:
+            return "count"
+        things = group.partition(" on the ")[0]
+        return "place" if any(key.partition(" on the ")[0] == things for key in shown) else "thing"
+    if kind == "person":
+        who, shirt = named_person(sentence), _shirt(sentence)
+        people = [fact for fact in truth if statement_kind(fact) == "person"]
+        same = [fact for fact in people if named_person(fact) == who]
+        if same:
+            return "doing" if any(_shirt(fact) == shirt for fact in same) else "shirt"
+        return "id" if any(_shirt(fact) == shirt for fact in people) else "nobody"
+    return ""
+
+
+def _shirt(sentence: str) -> str:
+    """The shirt colour of a person statement ("person 3 in green is cooking" -> "green")."""
+    words = sentence.split()
+    return words[3] if len(words) > 3 and words[2] == "in" else ""
 
 
 def score_statements(backend: MemorizerBackend, seeds: Sequence[int] = CALIBRATION_SEEDS, clips_per_world: int = 15,
@@ -82,7 +100,7 @@ def score_statements(backend: MemorizerBackend, seeds: Sequence[int] = CALIBRATI
                     kind = statement_kind(sentence)
                     if kind == "other" and group_counts(f"{sentence}."):
                         kind = "group"
-                    error = group_error(sentence, truth) if kind == "group" and verdict == "false" else ""
+                    error = error_of(kind, sentence, truth) if verdict == "false" else ""
                     scored.append(ScoredStatement(kind, confidence[sentence], verdict, error))
                 preceding.append(record.text)
             if on_clip is not None:
@@ -102,21 +120,21 @@ def separation(scored: Sequence[ScoredStatement], *kinds: str) -> float | None:
 
 
 def kept_above(scored: Sequence[ScoredStatement], floor: float) -> dict[str, float]:
-    """What a floor keeps: `true` and `wrong` statements after the room, and `fidelity` (the fraction of kept
-    statements, rooms included, that are not wrong, as the benchmark counts it)."""
+    """What a floor keeps: `true` (new) and `wrong` (false or repeated) statements after the room, and `fidelity`
+    (the fraction of kept statements, rooms included, that are true, repeated or not, as the benchmark counts it)."""
     kept = [s for s in scored if s.kind == "room" or s.confidence >= floor]
     body = [s for s in kept if s.kind != "room"]
     return {"true": sum(s.value > 0 for s in body), "wrong": sum(s.value < 0 for s in body),
-            "fidelity": sum(s.value >= 0 for s in kept) / len(kept) if kept else 0.0}
+            "fidelity": sum(s.verdict not in FALSE for s in kept) / len(kept) if kept else 0.0}
 
 
 def breakdown(scored: Sequence[ScoredStatement]) -> dict[str, Counter]:
     """Per kind of statement ("person", "group", "other"): how many were `said`, how many of each verdict, and of
-    the false groups how many of each `GROUP_ERRORS`."""
+    the false groups and people how many of each of their `ERRORS`."""
     rows: dict[str, Counter] = {kind: Counter() for kind in ("person", "group", "other")}
     for statement in scored:
         if statement.kind in rows:
             rows[statement.kind].update(["said", statement.verdict])
-            if statement.group_error:
-                rows[statement.kind][statement.group_error] += 1
+            if statement.error:
+                rows[statement.kind][statement.error] += 1
     return rows
