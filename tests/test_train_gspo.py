@@ -35,6 +35,36 @@ def test_curriculum_shows_the_policys_own_memories_and_moves_to_the_next_world()
     assert World(WorldConfig(**TINY_WORLD)).config.clips == 3
 
 
+def test_streams_start_late_after_memorizing_the_clips_their_first_prompts_show(warm):
+    from taskmem_nodes.train.policy_model import RestrictedPolicy
+    from taskmem_nodes.train.validation import greedy_outputs
+
+    world = {**TINY_WORLD, "duration_s": 90.0}  # 9 clips
+    config = PhaseOneConfig(world=world, streams=3, stream_starts=[0, 2, 7])
+    curriculum = Curriculum(config, frames_per_clip=2)
+    asked = []
+
+    def write(streams):
+        asked.append([(s.world_seed, s.index) for s in streams])
+        return [f"<think>scan</think>{{\"description\": \"memory of clip {s.index}.\"}}" for s in streams]
+
+    seeds = [s.world_seed for s in curriculum.states]
+    curriculum.start_late(config.stream_starts, write)
+    assert [s.index for s in curriculum.states] == [0, 2, 7]
+    assert asked == [[(seeds[1], 0), (seeds[2], 3)], [(seeds[1], 1), (seeds[2], 4)], [(seeds[2], 5)], [(seeds[2], 6)]]
+    assert curriculum.states[2].memories == ["", "", "", *(f"memory of clip {i}." for i in range(3, 7))]
+    shown = curriculum.request(curriculum.states[2]).messages[1]["content"][1]["text"]
+    assert "memory of clip 6." in shown and "memory of clip 3." in shown  # the four clips before clip 7
+    policy = RestrictedPolicy.load(warm)  # the real thing: the policy's own greedy memories
+    real = Curriculum(config, policy.frames_per_clip)
+    real.start_late([0, 0, 5], lambda streams: greedy_outputs(policy, real, 16, streams=streams))
+    assert [s.index for s in real.states] == [0, 0, 5] and len(real.states[2].memories) == 5
+    with pytest.raises(ValueError, match="stream_starts"):
+        PhaseOneConfig(streams=2, stream_starts=[0])
+    with pytest.raises(ValueError, match="past the world"):
+        Curriculum(config, 2).start_late([0, 0, 9], write)
+
+
 @pytest.mark.timeout(900)
 def test_gspo_steps_checkpoint_and_resume(warm, tmp_path):
     config = dict(init_checkpoint=str(warm), world=TINY_WORLD, streams=1, group_size=3, max_new_tokens=24,

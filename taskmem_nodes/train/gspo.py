@@ -158,10 +158,19 @@ class PhaseOneConfig:
     select_by: str = "reward"
     """Which held-out figure picks `<out>/best`: the Phase One "reward" or "rich" (new true facts per entry,
     what memory-only answers need)."""
+    stream_starts: list[int] = field(default_factory=list)
+    """The clip each stream starts at (one per stream; empty: every stream at clip 0). Twenty steps from clip 0
+    train on clips 0-19 of each world alone, while the benchmark's streams run 30 clips and a robot's go on; later
+    starts put those later states (more people met, more of its own memories behind it) in the curriculum. A stream
+    that starts late first memorizes the clips just before its start, greedily as deployed, so its first prompts
+    show the policy's own memories."""
     seed: int = 0
     """Sampling and world seeds."""
 
     def __post_init__(self):
+        if self.stream_starts and (len(self.stream_starts) != self.streams or min(self.stream_starts) < 0):
+            raise ValueError(f"stream_starts needs one clip index >= 0 per stream ({self.streams}), "
+                             f"not {self.stream_starts}")
         if not self.rl and self.supervised_weight <= 0:
             raise ValueError("rl: false trains nothing without a positive supervised_weight")
         if self.false_statement_weight > 0 and (self.supervised_source, self.own_target) != ("own", "read"):
@@ -232,6 +241,19 @@ class Curriculum:
     def _preceding(state: StreamState) -> list[str]:
         return state.memories[max(0, state.index - PRECEDING_MEMORIES):]
 
+    def start_late(self, starts: Sequence[int], write: Callable[[list[StreamState]], list[str]]) -> None:
+        """Put each stream at its clip of `starts`, the memories of the clips shown before it written by
+        `write(streams)` (one output per stream, for its current clip), those of earlier clips left empty."""
+        for state, start in zip(self.states, starts, strict=True):
+            world, _ = self.world(state)
+            if start >= len(world.clips):
+                raise ValueError(f"stream_starts: clip {start} is past the world's {len(world.clips)} clips")
+            state.index = max(0, start - PRECEDING_MEMORIES)
+            state.memories = [""] * state.index
+        while behind := [s for s, start in zip(self.states, starts, strict=True) if s.index < start]:
+            for state, text in zip(behind, write(behind), strict=True):
+                self.advance(state, description_of(text))
+
     def advance(self, state: StreamState, memory: str) -> None:
         state.memories.append(memory)
         state.index += 1
@@ -293,6 +315,9 @@ def train_phase_one(config: PhaseOneConfig, *, on_step: Callable[[int, dict], No
             on_validation(step, figures)
 
     choice_decoding = inference_decoding(policy, memorizer_parameters(), config.max_new_tokens)
+    if config.stream_starts and "streams" not in state:  # a fresh run: streams to their starts
+        curriculum.start_late(config.stream_starts, lambda streams: greedy_outputs(
+            policy, curriculum, choice_decoding[1], choice_decoding[0], streams=streams))
     supervised = ExampleSource(curriculum.world_config, policy.frames_per_clip, SUPERVISED_SEED + config.seed,
                                numbered=config.numbered_units)
     step = state["step"]

@@ -32,13 +32,14 @@ def validate(policy: RestrictedPolicy, curriculum, clips_per_world: int, rewards
 
 
 def greedy_outputs(policy: RestrictedPolicy, curriculum, max_new_tokens: int,
-                   processors: Callable[[], list] = list) -> list[str]:
-    """The greedy output for every stream's current clip of `curriculum`, each through fresh `processors()`."""
+                   processors: Callable[[], list] = list, streams: list | None = None) -> list[str]:
+    """The greedy output for the current clip of every stream of `curriculum` (or of `streams`), each through
+    fresh `processors()`."""
     from taskmem_nodes.train.rollouts import sample_group
 
     policy.model.eval()
     return [policy.output_text(sample_group(policy, curriculum.request(stream), 1, 0.0, max_new_tokens,
-                                            processors())[0]) for stream in curriculum.states]
+                                            processors())[0]) for stream in streams or curriculum.states]
 
 
 def carry(curriculum, outputs: list[str], rewards: RewardConfig, count_tokens: Callable[[str], int]) -> list:
