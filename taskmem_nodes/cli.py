@@ -663,8 +663,8 @@ def train_calibration(
     clips_per_world: Annotated[int, typer.Option(help="Clips of each of the four held-out worlds")] = 15,
     floor: Annotated[list[float] | None, typer.Option("--floor", help="Confidence floor to tabulate (repeat)")] = None,
 ) -> None:
-    """What the memorizer's statements are (new, repeated, false, copied; a false group miscounted, misplaced or
-    not there) and whether its confidence tells the wrong ones from the true ones (what the confidence floor,
+    """What the memorizer's statements are (new, repeated, false, copied; how the false groups and people are
+    wrong) and whether its confidence tells the wrong ones from the true ones (what the confidence floor,
     `min_statement_confidence`, relies on): held-out streams, played the deployed way, judged by ground truth."""
     from tqdm import tqdm
 

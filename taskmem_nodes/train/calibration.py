@@ -1,8 +1,8 @@
 """How well a memorizer knows which of its statements are wrong: each statement's confidence (the probability of
 its least likely token, what the confidence floor reads) against ground truth, on held-out simulated streams
 played the deployed way (the memorizer's own preceding memories), and what its statements are: new, repeated,
-false or copied from a memory shown, a false object group miscounted, misplaced or not there at all.
-`taskmem train calibration` prints it."""
+false or copied from a memory shown, and how the false ones are wrong (`error_of`). `taskmem train calibration`
+prints it."""
 
 from __future__ import annotations
 
