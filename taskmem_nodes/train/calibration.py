@@ -16,7 +16,13 @@ from taskmem_nodes.policy import PRECEDING_MEMORIES, statement_confidences
 from taskmem_nodes.records import MemoryRecord
 from taskmem_nodes.sim.world import World, WorldConfig
 from taskmem_nodes.train.examples import stream_clips
-from taskmem_nodes.train.fact_judge import JudgedClip, statement_verdicts, statements
+from taskmem_nodes.train.fact_judge import (
+    FALSE_VERDICTS,
+    JudgedClip,
+    statement_verdicts,
+    statements,
+    verdict_value,
+)
 from taskmem_nodes.train.inspect import group_counts, named_person, statement_kind
 
 CALIBRATION_SEEDS = (557_001, 557_002, 557_003, 557_004)
@@ -24,9 +30,6 @@ CALIBRATION_SEEDS = (557_001, 557_002, 557_003, 557_004)
 
 DEFAULT_FLOORS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
-
-FALSE = ("false", "copied")
-"""The verdicts of statements that are not true of the clip."""
 
 ERRORS = {"group": {"count": "miscounted", "place": "misplaced", "thing": "no such things"},
           "person": {"id": "another's id", "shirt": "shirt", "doing": "what they do", "nobody": "no such person"}}
@@ -42,8 +45,8 @@ class ScoredStatement:
 
     @property
     def value(self) -> int:
-        """+1 a new true fact, -1 false or repeated, 0 the clip's room (as `fact_judge.statement_values`)."""
-        return {"room": 0, "new": 1}.get(self.verdict, -1)
+        """+1 a new true fact, -1 false or repeated, 0 the clip's room (`fact_judge.verdict_value`)."""
+        return verdict_value(self.verdict)
 
 
 def error_of(kind: str, sentence: str, truth: set[str]) -> str:
@@ -125,7 +128,7 @@ def kept_above(scored: Sequence[ScoredStatement], floor: float) -> dict[str, flo
     kept = [s for s in scored if s.kind == "room" or s.confidence >= floor]
     body = [s for s in kept if s.kind != "room"]
     return {"true": sum(s.value > 0 for s in body), "wrong": sum(s.value < 0 for s in body),
-            "fidelity": sum(s.verdict not in FALSE for s in kept) / len(kept) if kept else 0.0}
+            "fidelity": sum(s.verdict not in FALSE_VERDICTS for s in kept) / len(kept) if kept else 0.0}
 
 
 def breakdown(scored: Sequence[ScoredStatement]) -> dict[str, Counter]:

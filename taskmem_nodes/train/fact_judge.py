@@ -102,6 +102,15 @@ holds (the memories shown or an earlier sentence of the entry), a false one, a f
 memories shown."""
 
 
+FALSE_VERDICTS = ("false", "copied")
+"""The verdicts of statements that are not true of the clip."""
+
+
+def verdict_value(verdict: str) -> int:
+    """+1 a new true fact, 0 the clip's room, -1 anything else (false or repeated): what `statement_values` gives."""
+    return {"room": 0, "new": 1}.get(verdict, -1)
+
+
 def statement_verdicts(world: World, index: int, text: str, preceding: Sequence[str] = ()) -> list[str]:
     """Per sentence of `text` (as `sentence_spans` finds them), one of `STATEMENT_VERDICTS`."""
     clip_truth = JudgedClip.of(world, index, preceding)
@@ -122,8 +131,7 @@ def statement_values(world: World, index: int, text: str, preceding: Sequence[st
     """Per sentence of `text` (as `sentence_spans` finds them): +1 a true fact that is new to the memory (what
     `EntryVerdict.rich` counts), -1 a false statement or one that repeats the preceding memories or an
     earlier sentence of the entry, 0 the room."""
-    value = {"room": 0, "new": 1}
-    return [value.get(verdict, -1) for verdict in statement_verdicts(world, index, text, preceding)]
+    return [verdict_value(verdict) for verdict in statement_verdicts(world, index, text, preceding)]
 
 
 def departure(sentence: str, clip: JudgedClip, earlier: set[str]) -> int | None:

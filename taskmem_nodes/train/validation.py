@@ -39,7 +39,8 @@ def greedy_outputs(policy: RestrictedPolicy, curriculum, max_new_tokens: int,
 
     policy.model.eval()
     return [policy.output_text(sample_group(policy, curriculum.request(stream), 1, 0.0, max_new_tokens,
-                                            processors())[0]) for stream in streams or curriculum.states]
+                                            processors())[0])
+            for stream in (curriculum.states if streams is None else streams)]
 
 
 def carry(curriculum, outputs: list[str], rewards: RewardConfig, count_tokens: Callable[[str], int]) -> list:
